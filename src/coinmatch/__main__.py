@@ -1,0 +1,3 @@
+from coinmatch.cli import main
+
+main()

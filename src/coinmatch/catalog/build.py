@@ -1,0 +1,114 @@
+"""Manifest -> catalogue: prepare every face, embed in batches, store records, vectors, thumbnails."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from coinmatch import CoinmatchError
+from coinmatch.catalog.manifest import Entry, read_manifest
+from coinmatch.catalog.store import Catalogue, CatalogueError, NewImage, is_catalogue, replace_folder
+from coinmatch.models.modelfile import BUILTIN_PREFIX, load_model
+from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import PreparedCoin, prepare_photo
+from coinmatch.quality import quality_warnings
+
+log = logging.getLogger(__name__)
+THUMB_SIDE = 160
+CHUNK = 256  # faces prepared and embedded at a time, so memory stays flat for large manifests
+
+#: optional hook computing local features for verification: crop -> (method, keypoints, descriptors)
+FeatureFn = Callable[[np.ndarray], tuple[str, bytes, bytes]]
+
+
+def thumbnail(crop: np.ndarray) -> np.ndarray:
+    return cv2.resize(crop, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progress: bool,
+                features: FeatureFn | None) -> tuple[dict[str, dict], list[NewImage], list[str]]:
+    faces = [(e, f) for e in entries for f in e.faces]
+    kept_entries: dict[str, dict] = {}
+    out: list[NewImage] = []
+    skipped: list[str] = []
+    bar = tqdm(total=len(faces), desc="cataloguing", unit="img", disable=not progress)
+    for start in range(0, len(faces), CHUNK):
+        chunk = faces[start:start + CHUNK]
+        prepared: list[tuple[Entry, object, PreparedCoin]] = []
+        for entry, face in chunk:
+            try:
+                prepared.append((entry, face, prepare_photo(face.path, name=str(face.path))))
+            except CoinmatchError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append(str(exc))
+                log.warning("skipped: %s", exc)
+        vectors = embedder.embed([p.crop for _, _, p in prepared]) if prepared else []
+        for (entry, face, p), vec in zip(prepared, vectors):
+            kept_entries.setdefault(entry.id, entry.metadata)
+            c = p.location.circle
+            out.append(NewImage(entry.id, face.side, str(face.path), face.relpath, vec, thumbnail(p.crop),
+                                p.location.found, (c.x, c.y, c.r),
+                                p.notes + quality_warnings(p.crop, 2 * c.r),
+                                features(p.crop) if features else None))
+        bar.update(len(chunk))
+    bar.close()
+    return kept_entries, out, skipped
+
+
+def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = None, backend: str = "onnx",
+                    skip_bad: bool = False, progress: bool = True, index_factory: str = "Flat",
+                    features: FeatureFn | None = None) -> dict:
+    """Build a catalogue from a manifest in a temporary folder, then move it into place atomically."""
+    root = Path(root)
+    if root.exists() and not is_catalogue(root) and root.is_dir() and any(root.iterdir()):
+        raise CatalogueError(f"{root}: folder exists and is not a catalogue; refusing to overwrite it")
+    entries = read_manifest(manifest)
+    loaded = load_model(model)
+    embedder = Embedder(loaded, backend=backend)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+    try:
+        model_file = None if loaded.source.startswith(BUILTIN_PREFIX) else loaded.source
+        cat = Catalogue.create(tmp, loaded.fingerprint, loaded.source, asdict(loaded.config), loaded.dim,
+                               model_file=model_file, index_factory=index_factory)
+        try:
+            new_entries, images, skipped = _new_images(entries, embedder, skip_bad, progress, features)
+            cat.add(new_entries, images)
+        finally:
+            cat.close()
+        replace_folder(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with Catalogue.open(root) as cat:
+        info = cat.info()
+    info["skipped"] = skipped
+    return info
+
+
+def add_to_catalogue(root: str | Path, manifest: str | Path, backend: str = "onnx", skip_bad: bool = False,
+                     progress: bool = True, model: str | None = None, features: FeatureFn | None = None) -> dict:
+    """Append a manifest's entries to a catalogue, embedding only the new images."""
+    with Catalogue.open(root) as cat:
+        loaded = load_model(model or cat.model_source)
+        cat.check_model(loaded.fingerprint, loaded.source)
+        entries = read_manifest(manifest)
+        dupes = [e.id for e in entries if cat.has_entry(e.id)]
+        if dupes:
+            raise CatalogueError(f"{manifest}: {len(dupes)} id(s) already in {root}, e.g. {dupes[0]!r}; "
+                                 f"nothing was added")
+        embedder = Embedder(loaded, backend=backend)
+        new_entries, images, skipped = _new_images(entries, embedder, skip_bad, progress, features)
+        added = cat.add(new_entries, images)
+        info = cat.info()
+    info["added"] = added
+    info["skipped"] = skipped
+    return info

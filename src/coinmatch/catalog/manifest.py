@@ -1,0 +1,125 @@
+"""Manifests: CSV files naming images and their metadata.
+
+Three shapes are read:
+
+* one image per row: an ``image`` column (a path relative to the CSV's folder), an optional ``id``;
+* both faces per row: ``obverse`` and/or ``reverse`` columns instead of ``image``;
+* one face per row: ``image`` plus ``side`` (obverse/reverse) rows that share an id column.
+
+Every other column is metadata and is kept as text. Errors name the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coinmatch import CoinmatchError
+
+SIDES = {"obv": "obverse", "obverse": "obverse", "o": "obverse", "front": "obverse", "heads": "obverse",
+         "rev": "reverse", "reverse": "reverse", "r": "reverse", "back": "reverse", "tails": "reverse"}
+RESERVED = {"image", "id", "obverse", "reverse", "side"}
+
+
+class ManifestError(CoinmatchError):
+    """A manifest cannot be read; the message names the file (and line) and the cause."""
+
+
+@dataclass
+class Face:
+    side: str | None  # "obverse", "reverse" or None (unknown / single face)
+    path: Path  # absolute
+    relpath: str  # as written in the manifest
+
+
+@dataclass
+class Entry:
+    id: str
+    faces: list[Face]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def normalise_side(value: str | None, where: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return SIDES[value.strip().lower()]
+    except KeyError:
+        raise ManifestError(f"{where}: side {value!r} is neither obverse nor reverse") from None
+
+
+def read_manifest(path: str | Path, id_column: str | None = None, check_files: bool = True) -> list[Entry]:
+    """Read a manifest into entries (one per physical coin)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not a UTF-8 text file (is it a CSV?)") from exc
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if "\x00" in text:
+        raise ManifestError(f"{path}: not a CSV file (binary data)")
+    reader = csv.DictReader(text.splitlines(), strict=True)
+    try:
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: malformed CSV header ({exc})") from exc
+    if not columns:
+        raise ManifestError(f"{path}: empty manifest (no header line)")
+    reader.fieldnames = columns
+    image_cols = [c for c in ("obverse", "reverse") if c in columns]
+    if "image" not in columns and not image_cols:
+        raise ManifestError(f"{path}: no 'image' column (nor 'obverse'/'reverse'); the columns are {', '.join(columns)}")
+    id_col = id_column or ("id" if "id" in columns else None)
+    if id_column and id_column not in columns:
+        raise ManifestError(f"{path}: no {id_column!r} column; the columns are {', '.join(columns)}")
+    if "side" in columns and "image" in columns and not id_col:
+        id_col = "coin_id" if "coin_id" in columns else None
+    base = path.parent.resolve()
+    entries: dict[str, Entry] = {}
+    try:
+        for lineno, row in enumerate(reader, start=2):
+            where = f"{path}, line {lineno}"
+            if None in row:
+                raise ManifestError(f"{where}: more fields than the header has columns")
+            if any(v is None for v in row.values()):
+                raise ManifestError(f"{where}: fewer fields than the header has columns")
+            row = {k: (v or "").strip() for k, v in row.items()}
+            if not any(row.values()):
+                continue
+            faces = []
+            if "image" in columns and row["image"]:
+                faces.append((normalise_side(row.get("side"), where), row["image"]))
+            for col in image_cols:
+                if row[col]:
+                    faces.append((col, row[col]))
+            if not faces:
+                raise ManifestError(f"{where}: no image path")
+            first_rel = faces[0][1]
+            entry_id = row[id_col] if id_col and row.get(id_col) else Path(first_rel).with_suffix("").as_posix()
+            metadata = {k: v for k, v in row.items() if k not in RESERVED and k != id_col}
+            resolved = []
+            for side, rel in faces:
+                p = (base / rel).resolve()
+                if check_files and not p.is_file():
+                    raise ManifestError(f"{where}: image {rel!r} not found ({p})")
+                resolved.append(Face(side, p, rel))
+            if entry_id in entries:
+                entry = entries[entry_id]
+                sides = {f.side for f in entry.faces}
+                if any(f.side is None or f.side in sides for f in resolved):
+                    raise ManifestError(f"{where}: id {entry_id!r} appears twice (rows sharing an id need a "
+                                        f"'side' column with one obverse and one reverse)")
+                entry.faces.extend(resolved)
+                for k, v in metadata.items():
+                    entry.metadata.setdefault(k, v)
+            else:
+                entries[entry_id] = Entry(entry_id, resolved, metadata)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
+    if not entries:
+        raise ManifestError(f"{path}: no rows")
+    return list(entries.values())

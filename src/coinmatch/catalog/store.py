@@ -1,0 +1,327 @@
+"""A catalogue on disk: one folder, records in SQLite, vectors in a faiss inner-product index.
+
+Layout::
+
+    CATALOGUE/
+      catalog.sqlite      meta (model fingerprint, vectors file, calibration...), entries, images, features
+      vectors-<gen>.faiss the vectors; row i of the index is images.row = i
+      model.cm            a copy of the model file (absent for a built-in model)
+      thumbs/<row>.jpg    small crops for display
+
+Writes are atomic: new vectors go to a new generation file, and the SQLite transaction that
+inserts the records also points ``meta.vectors_file`` at it. A crash before that commit leaves
+the last good catalogue; files left over from it are removed on the next write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from coinmatch import CoinmatchError
+
+DB_NAME = "catalog.sqlite"
+FORMAT_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, metadata TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS images (
+    row INTEGER PRIMARY KEY, entry_id TEXT NOT NULL REFERENCES entries(id), side TEXT,
+    path TEXT NOT NULL, relpath TEXT NOT NULL, thumb TEXT,
+    found INTEGER NOT NULL, cx REAL, cy REAL, r REAL, warnings TEXT NOT NULL DEFAULT '[]');
+CREATE INDEX IF NOT EXISTS images_entry ON images(entry_id);
+CREATE TABLE IF NOT EXISTS features (
+    row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
+    keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
+"""
+
+
+class CatalogueError(CoinmatchError):
+    """A catalogue cannot be used as asked; the message names the folder and the cause."""
+
+
+@dataclass
+class ImageRecord:
+    row: int
+    entry_id: str
+    side: str | None
+    path: str
+    relpath: str
+    thumb: str | None
+    metadata: dict
+
+
+@dataclass
+class NewImage:
+    """One face to be added: its record, vector, thumbnail and (optionally) local features."""
+
+    entry_id: str
+    side: str | None
+    path: str
+    relpath: str
+    vector: np.ndarray
+    thumbnail: np.ndarray | None
+    found: bool
+    circle: tuple[float, float, float]
+    warnings: list[str]
+    features: tuple[str, bytes, bytes] | None = None  # (method, keypoints, descriptors)
+
+
+def is_catalogue(path: str | Path) -> bool:
+    return (Path(path) / DB_NAME).is_file()
+
+
+class Catalogue:
+    """An open catalogue. Use :meth:`create` for a new one and :meth:`open` for an existing one."""
+
+    def __init__(self, root: Path, db: sqlite3.Connection):
+        self.root = root
+        self.db = db
+        self._index: faiss.Index | None = None
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, model_fingerprint: str, model_source: str, model_config: dict, dim: int,
+               model_file: str | Path | None = None, index_factory: str = "Flat") -> "Catalogue":
+        root = Path(root)
+        if is_catalogue(root):
+            raise CatalogueError(f"{root}: a catalogue is already there")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "thumbs").mkdir(exist_ok=True)
+        if model_file is not None:
+            shutil.copyfile(model_file, root / "model.cm")
+            model_source = "model.cm"
+        db = sqlite3.connect(root / DB_NAME)
+        db.executescript(SCHEMA)
+        index = faiss.index_factory(dim, index_factory, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            raise CatalogueError(f"index type {index_factory!r} needs training data; use Flat or HNSW32")
+        faiss.write_index(index, str(root / "vectors-0.faiss"))
+        meta = {"format_version": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
+                "model_source": model_source, "model_config": json.dumps(model_config), "dim": dim,
+                "index_factory": index_factory, "vectors_file": "vectors-0.faiss",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        with db:
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        return cls(root, db)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Catalogue":
+        root = Path(root)
+        if not root.exists():
+            raise CatalogueError(f"{root}: catalogue not found")
+        if not is_catalogue(root):
+            raise CatalogueError(f"{root}: not a coinmatch catalogue (no {DB_NAME})")
+        try:
+            db = sqlite3.connect(root / DB_NAME)
+            db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogueError(f"{root / DB_NAME}: damaged catalogue database ({exc})") from exc
+        cat = cls(root, db)
+        if int(cat.meta("format_version", "0")) > FORMAT_VERSION:
+            raise CatalogueError(f"{root}: made by a newer coinmatch")
+        return cat
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Catalogue":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- meta ------------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.db:
+            if value is None:
+                self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta("model_fingerprint")
+
+    @property
+    def model_source(self) -> str:
+        src = self.meta("model_source")
+        return str(self.root / src) if src == "model.cm" else src
+
+    def check_model(self, fingerprint: str, source: str = "the model") -> None:
+        if fingerprint != self.fingerprint:
+            raise CatalogueError(
+                f"{self.root}: built by model {self.fingerprint} ({self.meta('model_source')}), but {source} is "
+                f"model {fingerprint}: vectors of different models cannot be compared; use the catalogue's own "
+                f"model or rebuild the catalogue")
+
+    # -- vectors ---------------------------------------------------------------------------------
+    @property
+    def index(self) -> faiss.Index:
+        if self._index is None:
+            path = self.root / self.meta("vectors_file")
+            try:
+                self._index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise CatalogueError(f"{path}: damaged vector index ({str(exc).splitlines()[0]})") from exc
+            if self._index.ntotal != len(self):
+                raise CatalogueError(f"{self.root}: index holds {self._index.ntotal} vectors but the records "
+                                     f"{len(self)}: the catalogue is inconsistent; rebuild it")
+        return self._index
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    def n_entries(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+    def vectors(self, rows: Iterable[int] | None = None) -> np.ndarray:
+        index = self.index
+        rows = range(index.ntotal) if rows is None else list(rows)
+        return np.vstack([index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, index.d), np.float32)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inner products (cosine for unit vectors) and rows of the k nearest images, best first."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.shape[1] != self.index.d:
+            raise CatalogueError(f"{self.root}: vectors have {self.index.d} dimensions, the query {queries.shape[1]}")
+        k = max(1, min(k, self.index.ntotal))
+        if self.index.ntotal == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        return self.index.search(queries, k)
+
+    # -- records ---------------------------------------------------------------------------------
+    def has_entry(self, entry_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM entries WHERE id=?", (entry_id,)).fetchone() is not None
+
+    def images(self, rows: Iterable[int]) -> list[ImageRecord]:
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        found = {}
+        for chunk_start in range(0, len(rows), 900):
+            chunk = rows[chunk_start:chunk_start + 900]
+            q = (f"SELECT i.row, i.entry_id, i.side, i.path, i.relpath, i.thumb, e.metadata FROM images i "
+                 f"JOIN entries e ON e.id = i.entry_id WHERE i.row IN ({','.join('?' * len(chunk))})")
+            for row, eid, side, path, rel, thumb, meta in self.db.execute(q, chunk):
+                found[row] = ImageRecord(row, eid, side, path, rel, thumb, json.loads(meta))
+        return [found[r] for r in rows]
+
+    def entry_rows(self, entry_id: str) -> list[tuple[int, str | None]]:
+        return list(self.db.execute("SELECT row, side FROM images WHERE entry_id=? ORDER BY row", (entry_id,)))
+
+    def row_entries(self) -> list[str]:
+        """The entry id of every image row, in row order."""
+        return [r[0] for r in self.db.execute("SELECT entry_id FROM images ORDER BY row")]
+
+    def row_sides(self) -> list[str | None]:
+        return [r[0] for r in self.db.execute("SELECT side FROM images ORDER BY row")]
+
+    def features(self, row: int) -> tuple[str, bytes, bytes] | None:
+        return self.db.execute("SELECT method, keypoints, descriptors FROM features WHERE row=?", (int(row),)).fetchone()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def add(self, entries: dict[str, dict], images: list[NewImage]) -> int:
+        """Append entries (id -> metadata) and their images in one atomic step; returns rows added."""
+        if not images:
+            return 0
+        dim = int(self.meta("dim"))
+        vecs = np.vstack([im.vector for im in images]).astype(np.float32)
+        if vecs.shape[1] != dim:
+            raise CatalogueError(f"{self.root}: vectors have {dim} dimensions, the new ones {vecs.shape[1]}")
+        self._sweep()
+        index = faiss.clone_index(self.index)
+        start = index.ntotal
+        index.add(vecs)
+        gen = int(self.meta("vectors_file").split("-")[1].split(".")[0]) + 1
+        new_file = f"vectors-{gen}.faiss"
+        thumbs = self.root / "thumbs"
+        thumbs.mkdir(exist_ok=True)
+        from coinmatch.images import save_rgb
+
+        seq = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM entries").fetchone()[0] + 1
+        try:
+            self.db.execute("BEGIN")
+            for eid, meta in entries.items():
+                if self.has_entry(eid):
+                    raise CatalogueError(f"{self.root}: entry {eid!r} is already in the catalogue")
+                self.db.execute("INSERT INTO entries VALUES (?, ?, ?)", (eid, seq, json.dumps(meta, ensure_ascii=False)))
+                seq += 1
+            for i, im in enumerate(images):
+                row = start + i
+                thumb = None
+                if im.thumbnail is not None:
+                    thumb = f"thumbs/{row}.jpg"
+                    save_rgb(im.thumbnail, self.root / thumb, quality=85)
+                self.db.execute("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                (row, im.entry_id, im.side, im.path, im.relpath, thumb, int(im.found), *im.circle,
+                                 json.dumps(im.warnings)))
+                if im.features is not None:
+                    self.db.execute("INSERT INTO features VALUES (?,?,?,?)", (row, *im.features))
+            faiss.write_index(index, str(self.root / new_file))
+            old_file = self.meta("vectors_file")
+            self.db.execute("UPDATE meta SET value=? WHERE key='vectors_file'", (new_file,))
+            self.db.execute("UPDATE meta SET value=? WHERE key='updated'", (time.strftime("%Y-%m-%dT%H:%M:%S"),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._index = index
+        (self.root / old_file).unlink(missing_ok=True)
+        return len(images)
+
+    def _sweep(self) -> None:
+        """Remove vector files that a crashed write left behind."""
+        current = self.meta("vectors_file")
+        for f in self.root.glob("vectors-*.faiss"):
+            if f.name != current:
+                f.unlink(missing_ok=True)
+
+    def info(self) -> dict:
+        sides = dict(self.db.execute("SELECT COALESCE(side, 'single'), COUNT(*) FROM images GROUP BY 1"))
+        calibration = json.loads(self.meta("calibration", "null") or "null")
+        return {
+            "path": str(self.root),
+            "entries": self.n_entries(),
+            "images": len(self),
+            "faces": sides,
+            "dim": int(self.meta("dim")),
+            "index": self.meta("index_factory"),
+            "model_fingerprint": self.fingerprint,
+            "model_source": self.meta("model_source"),
+            "model_config": json.loads(self.meta("model_config")),
+            "threshold": calibration["threshold"] if calibration else None,
+            "calibration": calibration,
+            "verification_features": self.db.execute("SELECT COUNT(*) FROM features").fetchone()[0],
+            "created": self.meta("created"),
+            "updated": self.meta("updated"),
+        }
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Move a freshly built catalogue into place, replacing any catalogue there."""
+    if target.exists():
+        if not is_catalogue(target) and any(target.iterdir()):
+            raise CatalogueError(f"{target}: folder exists and is not a catalogue; refusing to overwrite it")
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(new, target)

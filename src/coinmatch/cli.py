@@ -1,0 +1,186 @@
+"""The command line: parses arguments, calls the package, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coinmatch import CoinmatchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="coinmatch: find the very coin of a photograph in a catalogue.")
+catalog_app = typer.Typer(no_args_is_help=True, help="Build, extend and inspect catalogues.")
+app.add_typer(catalog_app, name="catalog")
+out = Console()
+err = Console(stderr=True)
+
+BackendOpt = typer.Option("onnx", "--backend", help="Inference runtime: onnx (default) or torch.")
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+@catalog_app.command("build")
+def catalog_build(
+    catalogue: Path = typer.Argument(..., help="Catalogue folder to create (a catalogue there is replaced)."),
+    manifest: Path = typer.Argument(..., help="CSV with an 'image' column (paths relative to the CSV)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model file (.cm) or builtin:<backbone>."),
+    backend: str = BackendOpt,
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images instead of stopping."),
+    verify_features: bool = typer.Option(True, "--features/--no-features",
+                                         help="Store local features for verification."),
+    index: str = typer.Option("Flat", "--index", help="faiss index type: Flat (exact) or HNSW32 (millions)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Build a catalogue: records + vectors (+ local features for verification)."""
+    from coinmatch.catalog.build import build_catalogue
+
+    info = build_catalogue(catalogue, manifest, model=model, backend=backend, skip_bad=skip_bad,
+                           progress=not as_json, index_factory=index, features=_feature_fn(verify_features))
+    _print_info(info, as_json)
+
+
+@catalog_app.command("add")
+def catalog_add(
+    catalogue: Path = typer.Argument(...),
+    manifest: Path = typer.Argument(...),
+    backend: str = BackendOpt,
+    skip_bad: bool = typer.Option(False, "--skip-bad"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Append a manifest's entries, embedding only the new images."""
+    from coinmatch.catalog.build import add_to_catalogue
+    from coinmatch.catalog.store import Catalogue
+
+    with Catalogue.open(catalogue) as cat:
+        with_features = cat.info()["verification_features"] > 0 or len(cat) == 0
+    info = add_to_catalogue(catalogue, manifest, backend=backend, skip_bad=skip_bad, progress=not as_json,
+                            features=_feature_fn(with_features))
+    _print_info(info, as_json)
+
+
+@catalog_app.command("info")
+def catalog_info(catalogue: Path = typer.Argument(...), as_json: bool = typer.Option(False, "--json")):
+    """Describe a catalogue: size, model, calibration."""
+    from coinmatch.catalog.store import Catalogue
+
+    with Catalogue.open(catalogue) as cat:
+        _print_info(cat.info(), as_json)
+
+
+def _feature_fn(enabled: bool):
+    if not enabled:
+        return None
+    from coinmatch.verify import extract_features_blob
+
+    return extract_features_blob
+
+
+def _print_info(info: dict, as_json: bool) -> None:
+    if as_json:
+        _emit_json(info)
+        return
+    table = Table(show_header=False, box=None)
+    for key in ("path", "entries", "images", "faces", "dim", "index", "model_source", "model_fingerprint",
+                "threshold", "verification_features", "created", "updated", "added"):
+        if key in info:
+            table.add_row(key, str(info[key]))
+    out.print(table)
+    for s in info.get("skipped", []):
+        err.print(f"[yellow]skipped:[/] {s}")
+
+
+@app.command()
+def search(
+    catalogue: Path = typer.Argument(...),
+    photos: list[Path] = typer.Argument(..., help="Query photos (one coin each)."),
+    top_k: int = typer.Option(5, "--top-k", min=1),
+    verify: bool = typer.Option(False, "--verify", help="Re-rank candidates by local-feature geometry."),
+    candidates: int = typer.Option(20, "--candidates", help="Candidates verified per query."),
+    backend: str = BackendOpt,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per query photo, one per line."),
+):
+    """Find the catalogue entries that are the coin in each photo."""
+    from coinmatch.search import Searcher
+
+    searcher = Searcher(catalogue, backend=backend)
+    try:
+        for photo in photos:
+            try:
+                result = searcher.search([photo], top_k=top_k, verify=verify, candidates=candidates)[0]
+            except CoinmatchError as exc:
+                if as_json:
+                    _emit_json({"query": str(photo), "error": str(exc), "results": []})
+                else:
+                    err.print(f"[red]error:[/] {exc}")
+                continue
+            if as_json:
+                _emit_json(result.to_json())
+            else:
+                _print_result(result)
+    finally:
+        searcher.close()
+
+
+def _print_result(result) -> None:
+    title = f"{result.query}"
+    if result.decision:
+        colour = "green" if result.decision == "match" else "yellow"
+        title += f"  [{colour}]{result.decision}[/]"
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("score", justify="right")
+    verified = any(m.inliers is not None for m in result.results)
+    if verified:
+        table.add_column("inliers", justify="right")
+        table.add_column("verified", justify="right")
+    table.add_column("image")
+    table.add_column("metadata")
+    for i, m in enumerate(result.results, 1):
+        meta = ", ".join(f"{k}={v}" for k, v in m.metadata.items() if v)[:60]
+        cells = [str(i), m.id, f"{m.score:.3f}"]
+        if verified:
+            cells += [str(m.inliers), f"{m.verified_score:.3f}"]
+        table.add_row(*cells, m.image, meta)
+    out.print(table)
+    for w in result.warnings:
+        out.print(f"  [yellow]warning:[/] {w}")
+
+
+@app.command()
+def embed(
+    manifest: Path = typer.Argument(...),
+    out_path: Path = typer.Option(..., "--out", help="Where to write the vectors (.npy); ids go beside it."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    backend: str = BackendOpt,
+):
+    """Embed every image of a manifest: vectors.npy plus vectors.ids.txt (one 'id<TAB>image' per row)."""
+    from coinmatch.embed import embed_manifest
+
+    n, dim = embed_manifest(manifest, out_path, model=model, backend=backend)
+    err.print(f"wrote {n} vectors of {dim} dimensions to {out_path}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app()
+    except CoinmatchError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The only place that opens image files.
+
+Every image enters coinmatch through :func:`load_rgb`: EXIF orientation is applied, every
+mode (greyscale, palette, alpha, 16-bit, CMYK) becomes 8-bit RGB, a pixel limit guards
+against decompression bombs, and any failure becomes one :class:`ImageError` that names
+the file and the cause.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from coinmatch import CoinmatchError
+
+#: Largest image accepted, in pixels (about 12,000 x 12,000). Larger files are refused, not decoded.
+MAX_PIXELS = 150_000_000
+#: Longest side kept after loading; larger photos are shrunk once, on load.
+MAX_SIDE = 2048
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(CoinmatchError):
+    """An image could not be used; the message names the file and why."""
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB, compositing transparency onto white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if im.mode.startswith("I;16"):
+            lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        im = Image.fromarray(np.clip((arr - lo) * scale, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+    if im.mode in ("LA", "PA"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im, mask=im.getchannel("A"))
+        return background
+    if im.mode == "CMYK":
+        # PIL's CMYK->RGB is the naive formula; Adobe JPEGs store inverted CMYK, which PIL already undoes.
+        return im.convert("RGB")
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+def open_image(source: str | Path | bytes, name: str | None = None, max_side: int | None = MAX_SIDE) -> Image.Image:
+    """Open, verify and normalise an image to RGB. ``source`` is a path or the file's bytes."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<uploaded image>")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{label}: file not found")
+        if path.is_dir():
+            raise ImageError(f"{label}: is a folder, not an image")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"{label}: cannot be read ({exc.strerror or exc})") from exc
+    else:
+        data = source
+    if not data:
+        raise ImageError(f"{label}: file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"{label}: image too large ({w}x{h} pixels; the limit is {MAX_PIXELS:,})")
+            if max_side and max(w, h) > 2 * max_side:
+                # JPEG can decode at 1/2, 1/4, 1/8 scale: much faster for huge photos.
+                im.draft("RGB", (max_side, max_side))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            im = _to_rgb(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{label}: image too large (decompression-bomb guard: {exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{label}: not an image file, or a format that cannot be read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Truncated or corrupt data surfaces here ("image file is truncated", "broken data stream").
+        raise ImageError(f"{label}: corrupt or truncated image ({exc})") from exc
+    if min(im.size) < 8:
+        raise ImageError(f"{label}: image too small ({im.size[0]}x{im.size[1]} pixels)")
+    if max_side and max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return im
+
+
+def load_rgb(source: str | Path | bytes, name: str | None = None, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """Load an image as an ``H x W x 3`` uint8 RGB array (see :func:`open_image`)."""
+    return np.ascontiguousarray(np.asarray(open_image(source, name=name, max_side=max_side), dtype=np.uint8))
+
+
+def save_rgb(array: np.ndarray, path: str | Path, quality: int = 90) -> None:
+    """Write an RGB uint8 array as JPEG or PNG (by suffix)."""
+    Image.fromarray(array).save(path, quality=quality)

@@ -1,0 +1,1 @@
+"""Models: backbones (a registry over timm), the embedding network, the model file, inference runtimes."""

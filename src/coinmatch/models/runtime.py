@@ -1,0 +1,119 @@
+"""Inference: ONNX Runtime by default (exported once per model, checked against torch), torch as fallback.
+
+:class:`Embedder` turns square coin crops (uint8 RGB) into L2-normalised vectors, in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from coinmatch.models.modelfile import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+ONNX_TOLERANCE = 1e-4
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("COINMATCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "coinmatch")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def to_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
+    """Square uint8 RGB crops -> float32 N x 3 x size x size in [0, 1]."""
+    out = np.empty((len(crops), 3, size, size), np.float32)
+    for i, crop in enumerate(crops):
+        if crop.shape[0] != size or crop.shape[1] != size:
+            interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_CUBIC
+            crop = cv2.resize(crop, (size, size), interpolation=interp)
+        out[i] = crop.transpose(2, 0, 1)
+    out *= 1.0 / 255.0
+    return out
+
+
+def export_onnx(model: LoadedModel, path: Path) -> Path:
+    """Export the network with a dynamic batch axis and check it equals torch within 1e-4."""
+    import onnxruntime as ort
+
+    size = model.config.image_size
+    net = model.network.eval().cpu()
+    example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    tmp = path.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(net, (example,), str(tmp), input_names=["pixels"], output_names=["embedding"],
+                          dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+        expected = net(example).numpy()
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"pixels": example.numpy()})[0]
+    err = float(np.abs(got - expected).max())
+    if err > ONNX_TOLERANCE:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"ONNX export differs from torch by {err:.2e} (> {ONNX_TOLERANCE})")
+    os.replace(tmp, path)
+    return path
+
+
+class Embedder:
+    """Vectors for coin crops with a loaded model, through ONNX Runtime or torch."""
+
+    def __init__(self, model: LoadedModel | str | None = None, backend: str = "onnx", device: str | None = None,
+                 batch_size: int = 32):
+        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        self.batch_size = batch_size
+        self.size = self.model.config.image_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.backend = backend
+        self._session = None
+        if backend == "onnx":
+            try:
+                self._session = self._onnx_session()
+            except Exception as exc:  # noqa: BLE001 - fall back, but say so
+                log.warning("ONNX Runtime unavailable for this model (%s); using torch", exc)
+                self.backend = "torch"
+        if self.backend == "torch":
+            self.model.network.to(self.device).eval()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.model.fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def _onnx_session(self):
+        import onnxruntime as ort
+
+        path = cache_dir() / f"{self.model.config.backbone}-{self.model.fingerprint}.onnx"
+        if not path.exists():
+            export_onnx(self.model, path)
+        providers = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+    def embed_batch(self, crops: list[np.ndarray]) -> np.ndarray:
+        batch = to_batch(crops, self.size)
+        if self._session is not None:
+            return self._session.run(None, {"pixels": batch})[0]
+        with torch.no_grad():
+            return self.model.network(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def embed(self, crops: list[np.ndarray], progress: bool = False) -> np.ndarray:
+        from tqdm import tqdm
+
+        out = np.zeros((len(crops), self.dim), np.float32)
+        starts = range(0, len(crops), self.batch_size)
+        for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress or len(starts) < 2):
+            out[start:start + self.batch_size] = self.embed_batch(crops[start:start + self.batch_size])
+        return out

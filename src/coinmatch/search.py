@@ -1,0 +1,151 @@
+"""Query -> candidates -> (verified) ranked results, with a decision when the catalogue is calibrated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from coinmatch import verify as verification
+from coinmatch.catalog.store import Catalogue, CatalogueError
+from coinmatch.models.modelfile import load_model
+from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import PreparedCoin, prepare_photo
+from coinmatch.quality import quality_warnings
+
+
+@dataclass
+class Match:
+    id: str
+    score: float  # cosine similarity of the embeddings (best face)
+    image: str  # the catalogue image that matched, as written in its manifest
+    metadata: dict
+    row: int = field(repr=False, default=-1)
+    side: str | None = None
+    thumb: str | None = None
+    inliers: int | None = None  # verification evidence, when verified
+    verified_score: float | None = None
+
+    def to_json(self) -> dict:
+        out = {"id": self.id, "score": round(float(self.score), 6), "image": self.image, "metadata": self.metadata}
+        if self.side:
+            out["side"] = self.side
+        if self.inliers is not None:
+            out["inliers"] = self.inliers
+            out["verified_score"] = round(float(self.verified_score), 6)
+        return out
+
+
+@dataclass
+class QueryResult:
+    query: str
+    results: list[Match]
+    warnings: list[str] = field(default_factory=list)
+    decision: str | None = None  # "match" | "no_match" once the catalogue is calibrated
+
+    def to_json(self) -> dict:
+        out = {"query": self.query, "results": [m.to_json() for m in self.results]}
+        if self.decision is not None:
+            out["decision"] = self.decision
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+def group_by_entry(scores: np.ndarray, rows: np.ndarray, row_entry: list[str]) -> list[tuple[str, float, int]]:
+    """Best face per entry: (entry id, score, row), best first."""
+    best: dict[str, tuple[float, int]] = {}
+    for s, r in zip(scores, rows):
+        if r < 0:
+            continue
+        eid = row_entry[r]
+        if eid not in best or s > best[eid][0]:
+            best[eid] = (float(s), int(r))
+    return sorted(((e, s, r) for e, (s, r) in best.items()), key=lambda t: -t[1])
+
+
+class Searcher:
+    """A catalogue opened for queries, with the embedder of the model that built it."""
+
+    def __init__(self, catalogue: str | Path | Catalogue, backend: str = "onnx", embedder: Embedder | None = None):
+        self.catalogue = catalogue if isinstance(catalogue, Catalogue) else Catalogue.open(catalogue)
+        if embedder is None:
+            embedder = Embedder(load_model(self.catalogue.model_source), backend=backend)
+        self.catalogue.check_model(embedder.fingerprint, embedder.model.source)
+        self.embedder = embedder
+        self.row_entry = self.catalogue.row_entries()
+        self.calibration: dict = json.loads(self.catalogue.meta("calibration", "null") or "null") or {}
+
+    def close(self) -> None:
+        self.catalogue.close()
+
+    def candidates(self, vectors: np.ndarray, top_k: int) -> list[list[tuple[str, float, int]]]:
+        """Top entries per query vector; looks deeper than k images so k distinct entries come back."""
+        faces = max(1, len(self.catalogue) // max(1, self.catalogue.n_entries()))
+        scores, rows = self.catalogue.search(vectors, top_k * faces + 4)
+        return [group_by_entry(s, r, self.row_entry)[:top_k] for s, r in zip(scores, rows)]
+
+    def _matches(self, ranked: list[tuple[str, float, int]]) -> list[Match]:
+        records = {r.row: r for r in self.catalogue.images([row for _, _, row in ranked])}
+        return [Match(eid, s, records[row].relpath, records[row].metadata, row, records[row].side, records[row].thumb)
+                for eid, s, row in ranked]
+
+    def search_prepared(self, prepared: list[PreparedCoin], top_k: int = 5, verify: bool = False,
+                        candidates: int = 20) -> list[QueryResult]:
+        if not prepared:
+            return []
+        vectors = self.embedder.embed([p.crop for p in prepared])
+        depth = max(top_k, candidates) if verify else top_k
+        out = []
+        for p, ranked in zip(prepared, self.candidates(vectors, depth)):
+            warnings = p.notes + quality_warnings(p.crop, 2 * p.location.circle.r)
+            matches = self._matches(ranked)
+            if verify:
+                matches = self.verify(p, matches)
+            result = QueryResult(p.source, matches[:top_k], warnings)
+            result.decision = self.decide(result)
+            out.append(result)
+        return out
+
+    def verify(self, prepared: PreparedCoin, matches: list[Match]) -> list[Match]:
+        """Re-rank candidates by local-feature geometry (catalogue features were stored when added)."""
+        query = verification.extract(prepared.crop)
+        weights = self.calibration.get("weights") if self.calibration.get("mode") == "verified" else None
+        for m in matches:
+            stored = self.catalogue.features(m.row)
+            if stored is None:
+                raise CatalogueError(f"{self.catalogue.root}: entry {m.id!r} has no local features; rebuild the "
+                                     f"catalogue with features to use verification")
+            v = verification.match(query, verification.from_blob(*stored))
+            m.inliers = v.inliers
+            m.verified_score = verification.combined_score(m.score, v.inliers, weights)
+        return sorted(matches, key=lambda m: -m.verified_score)
+
+    def decide(self, result: QueryResult) -> str | None:
+        """match / no_match by the calibrated threshold for the way the query was scored."""
+        if not self.calibration:
+            return None
+        if not result.results:
+            return "no_match"
+        top = result.results[0]
+        if top.verified_score is not None:
+            if self.calibration.get("mode") != "verified":
+                return None  # calibrated without verification: its threshold does not apply
+            return "match" if top.verified_score >= self.calibration["threshold"] else "no_match"
+        threshold = self.calibration.get("embedding_threshold", self.calibration.get("threshold"))
+        if self.calibration.get("mode") == "verified" and "embedding_threshold" not in self.calibration:
+            return None
+        return "match" if top.score >= threshold else "no_match"
+
+    def search(self, photos: list[str | Path], top_k: int = 5, verify: bool = False,
+               candidates: int = 20) -> list[QueryResult]:
+        return self.search_prepared([prepare_photo(p) for p in photos], top_k, verify, candidates)
+
+
+def results_json(results: list[QueryResult]) -> list[dict]:
+    return [r.to_json() for r in results]
+
+
+__all__ = ["Match", "QueryResult", "Searcher", "asdict", "results_json"]
