@@ -31,13 +31,14 @@ class ImageError(CoinmatchError):
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB, compositing transparency onto white."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if im.mode.startswith("I") or im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        if im.mode.startswith("I;16"):
-            lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        im = Image.fromarray(np.clip((arr - lo) * scale, 0, 255).astype(np.uint8), "L")
+        if im.mode == "F":  # floating point: stretch what is there
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else arr * 0
+        elif arr.max() > 255:  # 16-bit samples
+            arr = arr / 257.0
+        im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))
     if im.mode == "P":
         im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
     if im.mode in ("LA", "PA"):
@@ -102,7 +103,7 @@ def open_image(source: str | Path | bytes, name: str | None = None, max_side: in
 
 def load_rgb(source: str | Path | bytes, name: str | None = None, max_side: int | None = MAX_SIDE) -> np.ndarray:
     """Load an image as an ``H x W x 3`` uint8 RGB array (see :func:`open_image`)."""
-    return np.ascontiguousarray(np.asarray(open_image(source, name=name, max_side=max_side), dtype=np.uint8))
+    return np.array(open_image(source, name=name, max_side=max_side), dtype=np.uint8)  # a writable copy
 
 
 def save_rgb(array: np.ndarray, path: str | Path, quality: int = 90) -> None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 WORK_SIDE = 256  # detection runs on a copy whose longest side is this
-MIN_RADIUS = 0.22  # of the shorter side
+MIN_RADIUS = 0.1  # of the shorter side
 MIN_SUPPORT = 0.35  # fraction of the rim that must lie on an edge
 
 
@@ -103,8 +103,12 @@ def _contour(grey: np.ndarray) -> tuple[Circle, float] | None:
     (x, y), r = cv2.minEnclosingCircle(cnt)
     if r < min(h, w) * MIN_RADIUS or area <= 0:
         return None
+    if x - 0.85 * r < 0 or y - 0.85 * r < 0 or x + 0.85 * r > w or y + 0.85 * r > h:
+        return None  # a coin lies (mostly) inside the frame
     fill = area / (np.pi * r * r)  # a round coin fills its enclosing circle
-    if fill < 0.6:
+    perimeter = cv2.arcLength(cnt, True)
+    circularity = 4 * np.pi * area / (perimeter * perimeter) if perimeter > 0 else 0.0
+    if fill < 0.6 or circularity < 0.6:
         return None
     return Circle(float(x), float(y), float(r)), float(fill)
 
@@ -131,7 +135,7 @@ def crop_coin(rgb: np.ndarray, loc: CoinLocation, margin: float = 0.04, mask: bo
     The crop is padded with ``fill`` where the square leaves the frame, so the coin stays centred.
     """
     c = loc.circle
-    half = c.r * (1 + margin)
+    half = c.r * (1 + margin) if loc.found else c.r
     x0, y0 = int(round(c.x - half)), int(round(c.y - half))
     side = max(1, int(round(2 * half)))
     h, w = rgb.shape[:2]
@@ -168,6 +172,9 @@ def find_coins(rgb: np.ndarray, max_coins: int = 200) -> list[Circle]:
     edges = _edge_map(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
     circles = [Circle(float(x), float(y), float(r)) for x, y, r in found[0]]
     circles = [c for c in circles if _rim_support(edges, c) >= MIN_SUPPORT]
+    if circles:  # coins in one photo are of similar size: drop spurious giant circles
+        median_r = float(np.median([c.r for c in circles]))
+        circles = [c for c in circles if c.r <= 1.8 * median_r]
     kept: list[Circle] = []
     for c in sorted(circles, key=lambda c: -c.r):  # drop circles inside a bigger one (inner rings)
         if all(np.hypot(c.x - k.x, c.y - k.y) > 0.7 * max(c.r, k.r) for k in kept):

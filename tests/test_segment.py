@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from coinmatch.images import load_rgb
+from coinmatch.segment import crop_coin, find_coins, locate_coin
+
+
+def test_finds_the_coin_in_every_real_crop(pair_paths):
+    for cat, query, _ in pair_paths:
+        for path in (cat, query):
+            rgb = load_rgb(path)
+            loc = locate_coin(rgb)
+            h, w = rgb.shape[:2]
+            assert loc.found, path
+            # these crops hold one coin filling most of the frame, near its centre
+            assert 0.3 * min(h, w) < loc.circle.r < 0.62 * max(h, w), path
+            assert abs(loc.circle.x - w / 2) < 0.25 * w and abs(loc.circle.y - h / 2) < 0.25 * h, path
+
+
+def test_finds_a_coin_moved_off_centre_on_a_large_background(pair_paths):
+    coin = load_rgb(pair_paths[3][0])
+    ref = locate_coin(coin)
+    canvas = np.full((900, 1200, 3), 235, np.uint8)  # a light table, coin near a corner
+    y0, x0 = 80, 650
+    canvas[y0:y0 + coin.shape[0], x0:x0 + coin.shape[1]] = coin
+    loc = locate_coin(canvas)
+    assert loc.found
+    assert abs(loc.circle.x - (x0 + ref.circle.x)) < 0.1 * ref.circle.r
+    assert abs(loc.circle.y - (y0 + ref.circle.y)) < 0.1 * ref.circle.r
+    assert abs(loc.circle.r - ref.circle.r) < 0.1 * ref.circle.r
+
+
+def test_falls_back_to_the_whole_image_and_says_so():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    loc = locate_coin(noise)
+    assert not loc.found and loc.method == "whole-image" and "whole image" in loc.note
+    crop = crop_coin(noise, loc)
+    assert crop.shape[0] == crop.shape[1] == 300
+
+
+def test_crop_is_square_centred_and_masked(pair_paths):
+    rgb = load_rgb(pair_paths[0][0])
+    loc = locate_coin(rgb)
+    masked = crop_coin(rgb, loc, mask=True, fill=0)
+    assert masked.shape[0] == masked.shape[1]
+    assert (masked[0, 0] == 0).all() and (masked[-1, -1] == 0).all()  # corners are background
+    c = masked.shape[0] // 2
+    assert masked[c - 5:c + 5, c - 5:c + 5].mean() > 20  # the coin itself is kept
+
+
+def test_finds_many_coins_in_a_pile_photo(shared_dir):
+    rgb = load_rgb(shared_dir / "euro-coins" / "photos" / "IMG_4187.jpg")
+    coins = find_coins(rgb)
+    assert len(coins) >= 8
+    radii = np.array([c.r for c in coins])
+    assert radii.max() < 3 * np.median(radii)
