@@ -156,6 +156,111 @@ def _print_result(result) -> None:
         out.print(f"  [yellow]warning:[/] {w}")
 
 
+def _evaluate(catalogue: Path, queries: Path, id_column: str, verify: bool, candidates: int, form: str,
+              backend: str, keep_crops: bool, progress: bool):
+    from coinmatch.evaluation.protocol import load_query_images, read_queries
+    from coinmatch.evaluation.run import evaluate
+    from coinmatch.search import Searcher
+
+    searcher = Searcher(catalogue, backend=backend)
+    qs = read_queries(queries, id_column)
+    images = load_query_images(qs, form)
+    runs = {"embedding": evaluate(searcher, qs, images, verify=False, keep_crops=keep_crops, progress=progress)}
+    if verify:
+        runs["verified"] = evaluate(searcher, qs, images, verify=True, candidates=candidates, keep_crops=keep_crops,
+                                    progress=progress)
+    return searcher, runs
+
+
+@app.command("eval")
+def eval_cmd(
+    catalogue: Path = typer.Argument(...),
+    queries: Path = typer.Argument(..., help="Manifest of query photos; the id column names the true entry."),
+    id_column: str = typer.Option("id", "--id-column"),
+    top_k: int = typer.Option(10, "--top-k", help="Matches listed per query in the report."),
+    verify: bool = typer.Option(False, "--verify", help="Also score with local-feature verification."),
+    candidates: int = typer.Option(20, "--candidates"),
+    form: str = typer.Option("photo", "--form", help="photo, or catalogue-like (grey, rotated, 128 px)."),
+    report: Optional[Path] = typer.Option(None, "--out", help="Write plots, CSV and an HTML page here."),
+    target_fpr: float = typer.Option(0.01, "--target-fpr"),
+    backend: str = BackendOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Score a catalogue on real query photos: recall@k, mAP, open-set ROC, plots."""
+    from coinmatch.evaluation.report import write_report
+
+    searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, form, backend,
+                               keep_crops=report is not None, progress=not as_json)
+    final = runs["verified" if verify else "embedding"]
+    summary = final.summary(target_fpr)
+    summary["form"] = form
+    if verify:
+        summary["without_verification"] = {k: v for k, v in runs["embedding"].summary(target_fpr).items()
+                                            if k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
+                                                     "eer", "ms_per_query")}
+    if report is not None:
+        page = write_report(final, {k: v for k, v in summary.items() if not isinstance(v, dict)},
+                            searcher.catalogue.root, report, title=f"coinmatch evaluation: {queries}")
+        summary["report"] = str(page)
+    searcher.close()
+    if as_json:
+        _emit_json(summary)
+        return
+    table = Table(title=f"{queries} against {catalogue}", show_header=False)
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}={b:.3f}" for a, b in v.items())
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    out.print(table)
+
+
+@app.command()
+def calibrate(
+    catalogue: Path = typer.Argument(...),
+    queries: Path = typer.Argument(..., help="Real query photos with known answers (some may have none)."),
+    id_column: str = typer.Option("id", "--id-column"),
+    target_fpr: float = typer.Option(0.01, "--target-fpr", min=0.0, max=1.0),
+    verify: bool = typer.Option(False, "--verify", help="Calibrate the verified score as well."),
+    candidates: int = typer.Option(20, "--candidates"),
+    backend: str = BackendOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Choose the match/no-match threshold for a target false-positive rate and store it in the catalogue."""
+    from coinmatch.evaluation.calibrate import store_calibration
+
+    searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, "photo", backend, False,
+                               progress=not as_json)
+    final = runs["verified" if verify else "embedding"]
+    calibration = store_calibration(searcher, final, target_fpr, embedding_ev=runs["embedding"])
+    searcher.close()
+    if as_json:
+        _emit_json(calibration)
+    else:
+        out.print(f"stored threshold {calibration['threshold']:.4f} ({calibration['mode']}) for a false-positive "
+                  f"rate of {target_fpr:.2%} from {calibration['queries']} queries; ROC AUC {calibration['roc_auc']:.3f}")
+
+
+@app.command()
+def compare(
+    photo_a: Path = typer.Argument(...),
+    photo_b: Path = typer.Argument(...),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Draw the two coins and their inlier matches."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Are two photos the same coin? Local-feature matching under a geometric transform."""
+    from coinmatch.compare import compare_photos
+
+    result = compare_photos(photo_a, photo_b, out_path)
+    if as_json:
+        _emit_json(result)
+    else:
+        out.print(f"inliers: {result['inliers']} (tentative matches {result['matches']}), "
+                  f"rotation {result['rotation']}, scale {result['scale']}, cosine {result['cosine']:.3f}, "
+                  f"score {result['score']:.3f}")
+        if out_path:
+            out.print(f"wrote {out_path}")
+
+
 @app.command()
 def embed(
     manifest: Path = typer.Argument(...),

@@ -112,7 +112,6 @@ class Searcher:
     def verify(self, prepared: PreparedCoin, matches: list[Match]) -> list[Match]:
         """Re-rank candidates by local-feature geometry (catalogue features were stored when added)."""
         query = verification.extract(prepared.crop)
-        weights = self.calibration.get("weights") if self.calibration.get("mode") == "verified" else None
         for m in matches:
             stored = self.catalogue.features(m.row)
             if stored is None:
@@ -120,24 +119,21 @@ class Searcher:
                                      f"catalogue with features to use verification")
             v = verification.match(query, verification.from_blob(*stored))
             m.inliers = v.inliers
-            m.verified_score = verification.combined_score(m.score, v.inliers, weights)
+            m.verified_score = verification.combined_score(m.score, v.inliers)
         return sorted(matches, key=lambda m: -m.verified_score)
 
     def decide(self, result: QueryResult) -> str | None:
-        """match / no_match by the calibrated threshold for the way the query was scored."""
+        """match / no_match by the threshold calibrated for the way the query was scored, if any."""
         if not self.calibration:
             return None
         if not result.results:
             return "no_match"
         top = result.results[0]
-        if top.verified_score is not None:
-            if self.calibration.get("mode") != "verified":
-                return None  # calibrated without verification: its threshold does not apply
-            return "match" if top.verified_score >= self.calibration["threshold"] else "no_match"
-        threshold = self.calibration.get("embedding_threshold", self.calibration.get("threshold"))
-        if self.calibration.get("mode") == "verified" and "embedding_threshold" not in self.calibration:
+        verified = top.verified_score is not None
+        threshold = self.calibration.get("verified_threshold" if verified else "embedding_threshold")
+        if threshold is None:
             return None
-        return "match" if top.score >= threshold else "no_match"
+        return "match" if (top.verified_score if verified else top.score) >= threshold else "no_match"
 
     def search(self, photos: list[str | Path], top_k: int = 5, verify: bool = False,
                candidates: int = 20) -> list[QueryResult]:

@@ -114,14 +114,8 @@ def match(query: LocalFeatures, cand: LocalFeatures, keep_pairs: bool = False) -
 INLIER_CAP = 40
 
 
-def combined_score(cosine: float, inliers: int, weights: tuple[float, float, float] | None = None) -> float:
-    """One score from the embedding's cosine and the inlier count.
-
-    Uncalibrated: cosine plus up to 1.0 for inliers (saturating at INLIER_CAP), so geometric
-    evidence dominates the ranking. Calibrated (``weights`` = a, b, c from the evaluation's
-    logistic fit): the fitted log-odds a*cosine + b*log1p(inliers) + c.
-    """
-    if weights is not None:
-        a, b, c = weights
-        return float(a * cosine + b * np.log1p(inliers) + c)
+def combined_score(cosine: float, inliers: int) -> float:
+    """One score from the embedding's cosine and the inlier count: cosine plus up to 1.0 for inliers,
+    saturating at INLIER_CAP, so geometric evidence dominates the ranking. Its threshold for a
+    decision is set by calibration (``coinmatch calibrate --verify``), like the cosine's."""
     return float(cosine + min(inliers, INLIER_CAP) / INLIER_CAP)

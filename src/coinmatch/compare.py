@@ -1,0 +1,52 @@
+"""Two photos, one coin? The evidence drawn: both coins side by side with their inlier matches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from coinmatch import verify as verification
+from coinmatch.images import save_rgb
+from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import prepare_photo
+
+
+def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400) -> np.ndarray:
+    s = verification.SIDE
+    a = cv2.resize(crop_a, (side, side), interpolation=cv2.INTER_AREA)
+    b = cv2.resize(crop_b, (side, side), interpolation=cv2.INTER_AREA)
+    canvas = np.full((side + 40, 2 * side + 20, 3), 255, np.uint8)
+    canvas[40:, :side] = a
+    canvas[40:, side + 20:] = b
+    k = side / s
+    if v.pairs is not None:
+        rng = np.random.default_rng(0)
+        for xq, yq, xc, yc in v.pairs:
+            colour = tuple(int(c) for c in rng.integers(60, 256, 3))
+            p = (int(xq * k), int(yq * k) + 40)
+            q = (int(xc * k) + side + 20, int(yc * k) + 40)
+            cv2.circle(canvas, p, 3, colour, -1, cv2.LINE_AA)
+            cv2.circle(canvas, q, 3, colour, -1, cv2.LINE_AA)
+            cv2.line(canvas, p, q, colour, 1, cv2.LINE_AA)
+    verdict = f"{v.inliers} inliers"
+    if v.rotation is not None:
+        verdict += f", rotation {v.rotation:.0f} deg, scale {v.scale:.2f}"
+    cv2.putText(canvas, verdict, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+    return canvas
+
+
+def compare_photos(photo_a: str | Path, photo_b: str | Path, out: str | Path | None = None,
+                   embedder: Embedder | None = None) -> dict:
+    a, b = prepare_photo(photo_a), prepare_photo(photo_b)
+    v = verification.match(verification.extract(a.crop), verification.extract(b.crop), keep_pairs=True)
+    embedder = embedder or Embedder()
+    va, vb = embedder.embed([a.crop, b.crop])
+    cosine = float(va @ vb)
+    if out is not None:
+        save_rgb(draw_matches(a.crop, b.crop, v), out)
+    return {"a": str(photo_a), "b": str(photo_b), "inliers": v.inliers, "matches": v.matches,
+            "rotation": None if v.rotation is None else round(v.rotation, 1),
+            "scale": None if v.scale is None else round(v.scale, 3), "cosine": cosine,
+            "score": verification.combined_score(cosine, v.inliers), "notes": a.notes + b.notes}

@@ -1,0 +1,1 @@
+"""Evaluation: closed-set ranks, open-set scores, calibration, plots and reports on real photographs."""

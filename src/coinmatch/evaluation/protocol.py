@@ -1,0 +1,58 @@
+"""Query sets: read a query manifest, and make the 'catalogue-like' form of real photographs.
+
+Catalogue-like: an old auction catalogue shows a coin in black and white, at any angle, small.
+Each query is turned grey, rotated by a random angle and shrunk to 128 px, with a fixed seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from coinmatch.catalog.manifest import read_manifest
+from coinmatch.images import load_rgb
+
+
+@dataclass
+class Query:
+    name: str  # as written in the manifest
+    path: Path
+    true_id: str
+    side: str | None = None
+
+
+def read_queries(manifest: str | Path, id_column: str) -> list[Query]:
+    """One query per image; the id column names the catalogue entry that is the same coin."""
+    from coinmatch.catalog.manifest import ManifestError
+
+    out = []
+    for e in read_manifest(manifest, id_column=None, check_files=True):
+        true_id = e.metadata.get(id_column, e.id if id_column == "id" else None)
+        if true_id is None:
+            raise ManifestError(f"{manifest}: no {id_column!r} column")
+        for f in e.faces:
+            out.append(Query(f.relpath, f.path, true_id, f.side))
+    return out
+
+
+def catalogue_like(rgb: np.ndarray, rng: np.random.Generator, size: int = 128) -> np.ndarray:
+    """Grey, rotated by a random angle about the centre, shrunk to ``size`` px on the long side."""
+    grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    h, w = grey.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(0, 360)), 1.0)
+    rotated = cv2.warpAffine(grey, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    scale = size / max(h, w)
+    return cv2.resize(rotated, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def load_query_images(queries: list[Query], form: str = "photo", seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = [load_rgb(q.path) for q in queries]
+    if form == "photo":
+        return images
+    if form == "catalogue-like":
+        return [catalogue_like(im, rng) for im in images]
+    raise ValueError(f"unknown query form {form!r}: photo or catalogue-like")
