@@ -262,6 +262,67 @@ def compare(
 
 
 @app.command()
+def train(
+    manifests: list[Path] = typer.Argument(..., help="Training manifests; every row is its own class (one coin)."),
+    out_path: Path = typer.Option(..., "--out", help="The model file to write (.cm)."),
+    loss: str = typer.Option("triplet", "--loss", help="triplet, arcface or subcenter-arcface."),
+    backbone: str = typer.Option("efficientnet_lite0", "--backbone",
+                                 help="efficientnet_lite0, efficientnet_lite2 or resnet50."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights: a file, 'hub' or 'random'."),
+    dim: int = typer.Option(128, "--dim"),
+    image_size: int = typer.Option(128, "--image-size"),
+    epochs: int = typer.Option(12, "--epochs"),
+    batch_size: int = typer.Option(48, "--batch-size"),
+    freeze_blocks: int = typer.Option(2, "--freeze-blocks", help="Early stages kept at ImageNet weights."),
+    mining: str = typer.Option("semihard", "--mining", help="Triplet mining: semihard, hard or all."),
+    type_column: Optional[str] = typer.Option(None, "--type-column",
+                                              help="Coin type column: negatives of the same type are mined first."),
+    val_pairs: Optional[Path] = typer.Option(None, "--val-pairs", help="Real photo pairs scored every epoch."),
+    id_column: str = typer.Option("coin_id", "--id-column"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images of each manifest."),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Train coin embeddings from one photo per coin, with augmentation positives."""
+    from coinmatch.training.loop import TrainConfig, train as run_training
+
+    cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
+                      weights=weights, dim=dim, image_size=image_size, epochs=epochs, batch_size=batch_size,
+                      freeze_blocks=freeze_blocks, mining=mining, type_column=type_column,
+                      val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
+                      limit=limit, seed=seed, device=device, resume=resume)
+    summary = run_training(cfg, progress=not as_json)
+    if as_json:
+        _emit_json({k: v for k, v in summary.items()})
+    else:
+        last = summary["history"][-1] if summary["history"] else {}
+        out.print(f"wrote {summary['model']} (best epoch {summary['best_epoch']} of {summary['epochs_run']}); "
+                  f"history and plots in {summary['work_dir']}; {summary['wall_seconds']:.0f} s; "
+                  f"{summary['train_images_per_s']:.1f} training images/s")
+        out.print({k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
+
+
+@app.command("augment-grid")
+def augment_grid(
+    photo: Path = typer.Argument(...),
+    out_path: Path = typer.Option(..., "--out", help="PNG of the original and its augmented views."),
+    n: int = typer.Option(24, "--n"),
+    size: int = typer.Option(160, "--size"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Write a grid of augmented views of one coin, to check the augmentations by eye."""
+    from coinmatch.images import save_rgb
+    from coinmatch.prepare import prepare_photo
+    from coinmatch.training.augment import augmentation_grid
+
+    save_rgb(augmentation_grid(prepare_photo(photo).crop, n=n, out_size=size, seed=seed), out_path)
+    out.print(f"wrote {out_path}")
+
+
+@app.command()
 def embed(
     manifest: Path = typer.Argument(...),
     out_path: Path = typer.Option(..., "--out", help="Where to write the vectors (.npy); ids go beside it."),

@@ -1,0 +1,54 @@
+"""Shared set-up of the benchmarks: the euro-coins real pairs protocol.
+
+Catalogue: every `_a` crop of pairs.csv plus every crop of pair-denominations.csv (distractors of the
+same two types). Queries: every `_b` crop, as photographed and catalogue-like (grey, random rotation,
+128 px, seed 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("COINMATCH_DATA", ROOT.parent / "shared" / "data"))
+EURO = DATA / "euro-coins"
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "out" / "benchmarks"
+
+
+def pairs_manifests() -> tuple[Path, Path]:
+    """Write the catalogue and query manifests of the real-pairs protocol; return their paths."""
+    if not EURO.exists():
+        sys.exit(f"{EURO} not found: set COINMATCH_DATA to the folder holding euro-coins/")
+    WORK.mkdir(parents=True, exist_ok=True)
+    pairs = list(csv.DictReader(open(EURO / "pairs.csv", encoding="utf-8")))
+    distractors = list(csv.DictReader(open(EURO / "pair-denominations.csv", encoding="utf-8")))
+    cat, queries = WORK / "pairs-catalogue.csv", WORK / "pairs-queries.csv"
+    with open(cat, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "id", "denomination", "role"])
+        for r in pairs:
+            if r["image"].endswith("_a.jpg"):
+                w.writerow([str(EURO / r["image"]), r["coin_id"], r["denomination"], "pair"])
+        for r in distractors:
+            w.writerow([str(EURO / r["image"]), "d:" + r["image"], r["denomination"], "distractor"])
+    with open(queries, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "coin_id", "denomination"])
+        for r in pairs:
+            if r["image"].endswith("_b.jpg"):
+                w.writerow([str(EURO / r["image"]), r["coin_id"], r["denomination"]])
+    return cat, queries
+
+
+def save_results(name: str, rows: list[dict], text: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"date": stamp, "rows": rows}, indent=2))
+    (RESULTS / f"{name}.txt").write_text(f"{name} ({stamp}, {os.cpu_count()} CPUs)\n{text}\n")
+    print(f"\nwritten to {RESULTS / name}.txt and .json")

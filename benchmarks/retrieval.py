@@ -1,0 +1,132 @@
+"""Retrieval on real same-coin pairs, every method side by side in one run.
+
+    .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify]
+
+Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of the same types;
+queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
+Methods: perceptual hash; pooled ImageNet features of the whole image (the reference baseline);
+coinmatch's default model (coin found and cropped, GeM pooling), with and without verification;
+and every trained model file given (by default all of runs/*.cm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from common import ROOT, WORK, pairs_manifests, save_results
+from coinmatch.catalog.build import build_catalogue
+from coinmatch.catalog.manifest import read_manifest
+from coinmatch.evaluation import metrics
+from coinmatch.evaluation.protocol import load_query_images, read_queries
+from coinmatch.evaluation.run import evaluate
+from coinmatch.images import load_rgb
+from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
+from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import prepare_array
+from coinmatch.search import Searcher
+from coinmatch.verify import extract_features_blob
+
+FORMS = ("photo", "catalogue-like")
+
+
+def score_matrix(sims: np.ndarray, cat_ids: list[str], true_ids: list[str], seconds: float) -> dict:
+    """Figures from a full query x catalogue similarity matrix (one image per entry)."""
+    order = np.argsort(-sims, axis=1)
+    ranks, pos, neg = [], [], []
+    for i, t in enumerate(true_ids):
+        ranked = [cat_ids[j] for j in order[i]]
+        ranks.append(ranked.index(t) + 1)
+        pos.append(sims[i, cat_ids.index(t)])
+        neg.append(max(sims[i, j] for j in order[i][:2] if cat_ids[j] != t))
+    roc = metrics.open_set(np.array(pos), np.array(neg))
+    return {"recall@1": metrics.recall_at(ranks, 1), "recall@5": metrics.recall_at(ranks, 5),
+            "map": metrics.mean_average_precision(ranks), "roc_auc": roc["roc_auc"],
+            "tpr@fpr=0.01": roc["tpr@fpr=0.01"], "ms_per_query": 1000 * seconds / len(true_ids)}
+
+
+def baseline_rows(cat_csv, queries, images_by_form) -> list[dict]:
+    entries = read_manifest(cat_csv)
+    cat_ids = [e.id for e in entries]
+    cat_images = [load_rgb(e.faces[0].path) for e in entries]
+    true_ids = [q.true_id for q in queries]
+    rows = []
+
+    def phash(rgb):
+        return imagehash.phash(Image.fromarray(prepare_array(rgb).crop)).hash.ravel()
+
+    cat_hash = np.array([phash(im) for im in cat_images], dtype=np.float32)
+    for form, images in images_by_form.items():
+        t = time.perf_counter()
+        qh = np.array([phash(im) for im in images], dtype=np.float32)
+        sims = 1 - (qh[:, None, :] != cat_hash[None, :, :]).mean(axis=2)
+        rows.append({"method": "perceptual hash (imagehash.phash of the coin crop)", "form": form,
+                     **score_matrix(sims, cat_ids, true_ids, time.perf_counter() - t)})
+
+    # the reference: pooled ImageNet EfficientNet-Lite0 features of the whole image at 224 px, cosine
+    config = ModelConfig(pooling="avg")
+    net = build_network(config).eval()
+    plain = Embedder(LoadedModel(net, config, fingerprint_of(net, config), "imagenet-avg"), backend="onnx")
+
+    def whole(rgb):
+        s = min(rgb.shape[:2])
+        y, x = (rgb.shape[0] - s) // 2, (rgb.shape[1] - s) // 2
+        return rgb[y:y + s, x:x + s]
+
+    cat_v = plain.embed([whole(im) for im in cat_images])
+    for form, images in images_by_form.items():
+        t = time.perf_counter()
+        qv = plain.embed([whole(im) for im in images])
+        rows.append({"method": "ImageNet Lite0, avg-pooled, whole image, no training", "form": form,
+                     **score_matrix(qv @ cat_v.T, cat_ids, true_ids, time.perf_counter() - t)})
+    return rows
+
+
+def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool) -> list[dict]:
+    root = WORK / f"catalogue-{label.replace(' ', '_').replace('/', '_')}"
+    build_catalogue(root, cat_csv, model=model, features=extract_features_blob if verify else None, progress=False)
+    searcher = Searcher(root)
+    rows = []
+    for form, images in images_by_form.items():
+        modes = (False, True) if verify else (False,)
+        for v in modes:
+            s = evaluate(searcher, queries, images, verify=v).summary()
+            rows.append({"method": label + (" + verification (top 20)" if v else ""), "form": form,
+                         **{k: s[k] for k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
+                                              "ms_per_query")}})
+    searcher.close()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="*", default=None, help="trained model files (default: runs/*.cm)")
+    ap.add_argument("--skip-verify", action="store_true")
+    ap.add_argument("--skip-baselines", action="store_true")
+    args = ap.parse_args()
+    cat_csv, q_csv = pairs_manifests()
+    queries = read_queries(q_csv, "coin_id")
+    images_by_form = {form: load_query_images(queries, form, seed=0) for form in FORMS}
+    rows = [] if args.skip_baselines else baseline_rows(cat_csv, queries, images_by_form)
+    rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
+                           images_by_form, verify=not args.skip_verify)
+    models = args.models if args.models is not None else sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
+    for m in models:
+        rows += coinmatch_rows(f"trained {m.split('/')[-1]}", m, cat_csv, queries, images_by_form,
+                               verify=not args.skip_verify)
+    header = f"{'method':<70} {'form':<15} {'R@1':>6} {'R@5':>6} {'mAP':>6} {'AUC':>6} {'TPR@1%':>7} {'ms/q':>7}"
+    lines = [header] + [f"{r['method']:<70} {r['form']:<15} {r['recall@1']:6.3f} {r['recall@5']:6.3f} "
+                        f"{r['map']:6.3f} {r['roc_auc']:6.3f} {r['tpr@fpr=0.01']:7.3f} {r['ms_per_query']:7.1f}"
+                        for r in rows]
+    text = "\n".join(lines)
+    print(text)
+    save_results("retrieval", rows, text)
+
+
+if __name__ == "__main__":
+    main()

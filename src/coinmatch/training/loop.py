@@ -1,0 +1,272 @@
+"""The training loop: cache -> augmented batches -> loss -> validation -> model file, with checkpoints.
+
+Every epoch: train on augmented views, validate on held-out coins, append to history.csv, save
+``last.pt`` (resumable), and write the model file when the validation score improves. Stops early
+after ``patience`` epochs without improvement, or when ``max_minutes`` is spent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from coinmatch import CoinmatchError
+from coinmatch.catalog.manifest import read_manifest
+from coinmatch.models.modelfile import ModelConfig, save_model
+from coinmatch.models.network import CoinEmbedder
+from coinmatch.prepare import prepare_photo
+from coinmatch.training.cache import TrainingCache, load_cache
+from coinmatch.training.data import make_loader
+from coinmatch.training.losses import build_loss
+from coinmatch.training.validate import RealPairs, fixed_views, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    manifests: list[str]
+    out: str
+    loss: str = "triplet"
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = None  # backbone weights: None = packaged ImageNet, a path, "hub" or "random"
+    dim: int = 128
+    image_size: int = 128
+    epochs: int = 12
+    batch_size: int = 48
+    views: int = 2
+    lr: float = 3e-4
+    loss_lr: float = 1e-2
+    weight_decay: float = 1e-4
+    freeze_blocks: int = 2  # stem + this many early blocks stay at their ImageNet weights
+    mining: str = "semihard"
+    type_column: str | None = None
+    val_fraction: float = 0.08
+    val_max: int = 400
+    val_pairs: str | None = None
+    id_column: str = "coin_id"
+    patience: int = 4
+    seed: int = 0
+    device: str | None = None
+    workers: int = 0
+    limit: int | None = None  # images per manifest (tests, quick looks)
+    max_minutes: float | None = None
+    resume: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def work_dir(self) -> Path:
+        out = Path(self.out)
+        return out.parent / (out.stem + ".train")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def freeze_early_layers(net: CoinEmbedder, n_blocks: int) -> list[torch.nn.Module]:
+    """Freeze the stem and the first ``n_blocks`` stages; returns the frozen modules (kept in eval mode)."""
+    bb = net.backbone
+    frozen: list[torch.nn.Module] = []
+    if hasattr(bb, "blocks"):  # EfficientNet family
+        frozen = [bb.conv_stem, bb.bn1, *list(bb.blocks)[:n_blocks]]
+    elif hasattr(bb, "layer1"):  # ResNet family
+        frozen = [bb.conv1, bb.bn1, *[getattr(bb, f"layer{i}") for i in range(1, n_blocks + 1) if hasattr(bb, f"layer{i}")]]
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    return frozen
+
+
+def load_real_pairs(path: str, id_column: str, size: int) -> RealPairs:
+    """Real photographs grouped by id: the first of each group is the reference, the rest are queries."""
+    groups: dict[str, list] = {}
+    for e in read_manifest(path, id_column=None):
+        key = e.metadata.get(id_column, e.id)
+        for f in e.faces:
+            groups.setdefault(key, []).append(f.path)
+    refs, queries, labels = [], [], []
+    for i, paths in enumerate(g for g in groups.values() if len(g) >= 2):
+        refs.append(_crop(paths[0], size))
+        for p in paths[1:]:
+            queries.append(_crop(p, size))
+            labels.append(i)
+    if not queries:
+        raise CoinmatchError(f"{path}: no id in column {id_column!r} has two photographs")
+    return RealPairs(np.stack(refs), np.stack(queries), np.array(labels))
+
+
+def _crop(path, size: int) -> np.ndarray:
+    return cv2.resize(prepare_photo(path).crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def split_validation(cache: TrainingCache, fraction: float, max_n: int, seed: int) -> tuple[TrainingCache, TrainingCache]:
+    rng = np.random.default_rng(seed)
+    n_val = int(min(max_n, max(2, round(fraction * len(cache)))))
+    n_val = min(n_val, len(cache) - 2)
+    order = rng.permutation(len(cache))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train_cache = cache.subset(train)
+    train_cache.labels = np.arange(len(train_cache))  # contiguous class ids for ArcFace
+    return train_cache, cache.subset(val)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    work = cfg.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    cache_size = int(round(cfg.image_size * 1.15))  # room for scale and shift before the final size
+
+    t = time.perf_counter()
+    caches = [load_cache(m, cache_size, cfg.type_column, progress=progress, limit=cfg.limit) for m in cfg.manifests]
+    cache = TrainingCache.merge(caches)
+    cache_seconds = time.perf_counter() - t
+    train_cache, val_cache = split_validation(cache, cfg.val_fraction, cfg.val_max, cfg.seed)
+    views = fixed_views(val_cache, cfg.image_size)
+    real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
+
+    net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights).to(device)
+    frozen = freeze_early_layers(net, cfg.freeze_blocks)
+    loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining,
+                                with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
+    loss_fn = loss_fn.to(device)
+    head_params = list(net.head.parameters()) + list(net.pool.parameters())
+    head_ids = {id(p) for p in head_params}
+    backbone_params = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": backbone_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.lr * 10}]
+    if list(loss_fn.parameters()):
+        groups.append({"params": list(loss_fn.parameters()), "lr": cfg.loss_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+
+    history: list[dict] = []
+    start_epoch, best, best_epoch, stale = 0, -np.inf, -1, 0
+    ckpt = work / "last.pt"
+    if cfg.resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        net.load_state_dict(state["net"])
+        loss_fn.load_state_dict(state["loss"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start_epoch, best, best_epoch, stale = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
+        history = state["history"]
+        log.warning("resuming after epoch %d", state["epoch"] + 1)
+
+    model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
+                               trained=True)
+    images_seen, train_seconds, last_val = 0, 0.0, None
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        for m in frozen:
+            m.eval()
+        loader = make_loader(train_cache, cfg.image_size, cfg.batch_size, cfg.views, cfg.seed, cfg.workers, epoch)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.loss}", unit="batch", disable=not progress)
+        running, n_batches, t_epoch = 0.0, 0, time.perf_counter()
+        for x, labels, types in bar:
+            x, labels = x.to(device), labels.to(device)
+            emb = net(x)
+            if miner is not None:
+                if hasattr(miner, "types"):
+                    miner.types = types
+                loss = loss_fn(emb, labels, miner(emb, labels))
+            else:
+                loss = loss_fn(emb, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running = 0.9 * running + 0.1 * float(loss) if n_batches else float(loss)
+            n_batches += 1
+            images_seen += len(x)
+            bar.set_postfix(loss=f"{running:.4f}")
+        sched.step()
+        train_seconds += time.perf_counter() - t_epoch
+        val = validate(net, views, device, real)
+        last_val = val
+        row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
+               **{k: v for k, v in val.items() if not k.startswith("_")}}
+        history.append(row)
+        score = val.get("real_recall_at_1", val["val_map_at_r"]) + 1e-3 * val["val_map_at_r"]
+        if score > best:
+            best, best_epoch, stale = score, epoch + 1, 0
+            model_config.info = {"loss": cfg.loss, "epoch": epoch + 1, "manifests": cfg.manifests,
+                                 "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
+                                 "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
+            save_model(net.eval(), model_config, cfg.out)
+        else:
+            stale += 1
+        torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                    "stale": stale, "history": history, "config": asdict(cfg)}, ckpt)
+        _write_history(history, work)
+        if progress:
+            tqdm.write(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+        if stale >= cfg.patience:
+            log.warning("early stop: no improvement for %d epochs", stale)
+            break
+        if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
+            log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
+            break
+    if last_val is not None:
+        _plot(history, last_val, work)
+    return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
+            "train_images": len(train_cache), "val_images": len(val_cache),
+            "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
+            "cache_seconds": round(cache_seconds, 1), "train_images_per_s": images_seen / max(train_seconds, 1e-9),
+            "wall_seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work)}
+
+
+def _write_history(history: list[dict], work: Path) -> None:
+    with open(work / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[-1]))
+        w.writeheader()
+        w.writerows(history)
+
+
+def _plot(history: list[dict], last_val: dict, work: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(ep, [h["loss"] for h in history], marker="o")
+    axes[0].set_title("training loss")
+    axes[1].plot(ep, [h["val_pos_sim"] for h in history], marker="o", label="augmented pairs")
+    axes[1].plot(ep, [h["val_neg_sim"] for h in history], marker="o", label="unmatched pairs")
+    axes[1].set_title("mean cosine similarity (held-out coins)")
+    axes[1].legend()
+    for key in ("val_roc_auc", "val_precision_at_1", "val_map_at_r", "real_recall_at_1"):
+        if key in history[-1]:
+            axes[2].plot(ep, [h[key] for h in history], marker="o", label=key)
+    axes[2].set_title("validation")
+    axes[2].legend()
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(work / "curves.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(-1, 1, 60)
+    ax.hist(last_val["_neg"], bins=bins, alpha=0.6, color="tab:red", label="unmatched pairs")
+    ax.hist(last_val["_pos"], bins=bins, alpha=0.6, color="tab:green", label="augmented pairs (same coin)")
+    ax.set_xlabel("cosine similarity")
+    ax.set_title("held-out coins, last epoch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(work / "histograms.png", dpi=100)
+    plt.close(fig)

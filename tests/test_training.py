@@ -1,0 +1,146 @@
+"""Training with tiny settings on real photos: the loss falls, the model file loads, embeds and builds a catalogue."""
+
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from coinmatch.models.modelfile import load_model
+from coinmatch.models.network import CoinEmbedder
+from coinmatch.training.augment import AugmentConfig, augment, augmentation_grid
+from coinmatch.training.cache import load_cache
+from coinmatch.training.data import make_loader
+from coinmatch.training.losses import LOSSES, SameTypeFirstMiner, build_loss
+from coinmatch.training.loop import freeze_early_layers
+
+from test_cli import BIN, ROOT
+
+
+@pytest.fixture(scope="module")
+def cache(demo_dir):
+    return load_cache(demo_dir / "catalogue.csv", 72, type_column="denomination", progress=False)
+
+
+def test_cache_holds_resized_uint8_crops_with_types(cache):
+    assert cache.images.shape == (60, 72, 72, 3) and cache.images.dtype == np.uint8
+    assert list(cache.labels) == list(range(60))
+    assert set(cache.type_names) == {"10c", "1e"} and (cache.types >= 0).all()
+
+
+def test_exact_and_perceptual_duplicates_are_dropped(tmp_path, demo_dir):
+    from PIL import Image
+
+    src = demo_dir / "catalogue" / sorted((demo_dir / "catalogue").iterdir())[0].name
+    Image.open(src).save(tmp_path / "copy.png")  # same pixels, another file
+    Image.open(src).point(lambda v: min(255, v + 3)).save(tmp_path / "brighter.png")  # same perceptual hash
+    rows = [{"image": str(src)}, {"image": str(tmp_path / "copy.png")}, {"image": str(tmp_path / "brighter.png")},
+            {"image": str(demo_dir / "catalogue" / sorted((demo_dir / "catalogue").iterdir())[5].name)}]
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["image"])
+        w.writeheader()
+        w.writerows(rows)
+    c = load_cache(tmp_path / "m.csv", 64, progress=False)
+    assert len(c) == 2 and len(c.dropped_duplicates) == 2
+
+
+def test_augmentations_differ_per_draw_and_are_reproducible(cache):
+    crop = cache.images[0]
+    a = augment(crop, np.random.default_rng(1), 64)
+    b = augment(crop, np.random.default_rng(2), 64)
+    c = augment(crop, np.random.default_rng(1), 64)
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, c) and not np.array_equal(a, b)
+    grey_always = AugmentConfig(grey=1.0, print_like=0.0)
+    g = augment(crop, np.random.default_rng(3), 64, grey_always)
+    assert np.abs(g[..., 0].astype(int) - g[..., 2].astype(int)).max() <= 3  # JPEG may add a little colour noise
+    assert augmentation_grid(crop, n=12, out_size=48, cols=6).shape == (96, 288, 3)
+
+
+def test_batches_hold_several_views_per_coin(cache):
+    loader = make_loader(cache, 64, batch_size=12, views=2, seed=0)
+    x, labels, types = next(iter(loader))
+    assert x.shape == (12, 3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    counts = np.bincount(labels.numpy())
+    assert set(counts[counts > 0]) == {2}  # 6 coins x 2 views
+    firsts = {}
+    for xi, li in zip(x, labels.tolist()):
+        if li in firsts:
+            assert not torch.equal(firsts[li], xi)  # each view augmented on its own
+        firsts[li] = xi
+
+
+@pytest.mark.parametrize("loss_name", LOSSES)
+def test_loss_falls_when_fitting_a_batch(cache, loss_name):
+    torch.manual_seed(0)
+    net = CoinEmbedder("efficientnet_lite0", dim=32)
+    freeze_early_layers(net, 5)
+    loss_fn, miner = build_loss(loss_name, num_classes=len(cache), dim=32, mining="all",
+                                with_types=loss_name == "triplet")
+    x, labels, types = next(iter(make_loader(cache, 64, batch_size=16, views=2, seed=1)))
+    params = [p for p in net.parameters() if p.requires_grad] + list(loss_fn.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    net.train()
+    losses = []
+    for _ in range(12):
+        emb = net(x)
+        if miner is not None:
+            if isinstance(miner, SameTypeFirstMiner):
+                miner.types = types
+            loss = loss_fn(emb, labels, miner(emb, labels))
+        else:
+            loss = loss_fn(emb, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_same_type_miner_prefers_negatives_of_the_anchor_type():
+    from pytorch_metric_learning import miners
+
+    torch.manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    labels = torch.arange(8).repeat_interleave(2)
+    types = torch.tensor([0, 0, 1, 1] * 4)
+    miner = SameTypeFirstMiner(miners.TripletMarginMiner(margin=2.0, type_of_triplets="all"), min_fraction=0.0)
+    miner.types = types
+    a, p, n = miner(emb, labels)
+    assert len(a) > 0 and bool((types[a] == types[n]).all())
+
+
+def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
+    out = tmp_path / "tiny.cm"
+    args = [BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--limit", "24", "--epochs", "1",
+            "--image-size", "64", "--batch-size", "12", "--type-column", "denomination", "--val-pairs",
+            str(demo_dir / "pairs.csv"), "--json"]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["epochs_run"] == 1 and summary["train_images_per_s"] > 0
+    row = summary["history"][0]
+    for key in ("loss", "val_pos_sim", "val_neg_sim", "val_roc_auc", "val_precision_at_1", "val_map_at_r",
+                "real_recall_at_1"):
+        assert key in row
+    work = tmp_path / "tiny.train"
+    for f in ("history.csv", "curves.png", "histograms.png", "last.pt"):
+        assert (work / f).stat().st_size > 0
+    model = load_model(out)
+    assert model.config.trained and model.config.image_size == 64 and model.dim == 128
+    # resume: one more epoch continues from the checkpoint
+    args[args.index("--epochs") + 1] = "2"
+    proc = subprocess.run(args + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [h["epoch"] for h in json.loads(proc.stdout)["history"]] == [1, 2]
+    # the trained model builds a catalogue and searches it
+    cat = tmp_path / "cat"
+    proc = subprocess.run([BIN, "catalog", "build", str(cat), str(demo_dir / "catalogue.csv"), "--model", str(out),
+                           "--no-features", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dim"] == 128 and (cat / "model.cm").is_file()
+    q = next((demo_dir / "queries").iterdir())
+    res = subprocess.run([BIN, "search", str(cat), str(q), "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert len(json.loads(res.stdout)["results"]) == 5
