@@ -101,7 +101,9 @@ def _print_info(info: dict, as_json: bool) -> None:
 @app.command()
 def search(
     catalogue: Path = typer.Argument(...),
-    photos: list[Path] = typer.Argument(..., help="Query photos (one coin each)."),
+    photos: Optional[list[Path]] = typer.Argument(None, help="Query photos (one coin each)."),
+    obverse: Optional[Path] = typer.Option(None, "--obverse", help="One coin by both faces: its obverse photo."),
+    reverse: Optional[Path] = typer.Option(None, "--reverse", help="... and its reverse photo."),
     top_k: int = typer.Option(5, "--top-k", min=1),
     verify: bool = typer.Option(False, "--verify", help="Re-rank candidates by local-feature geometry."),
     candidates: int = typer.Option(20, "--candidates", help="Candidates verified per query."),
@@ -111,9 +113,18 @@ def search(
     """Find the catalogue entries that are the coin in each photo."""
     from coinmatch.search import Searcher
 
+    if not photos and not (obverse or reverse):
+        raise typer.BadParameter("give query photos, or --obverse and/or --reverse")
     searcher = Searcher(catalogue, backend=backend)
     try:
-        for photo in photos:
+        if obverse or reverse:
+            from coinmatch.prepare import prepare_photo
+
+            faces = {"obverse": prepare_photo(obverse) if obverse else None,
+                     "reverse": prepare_photo(reverse) if reverse else None}
+            result = searcher.search_faces(faces, top_k=top_k, verify=verify, candidates=candidates)
+            _emit_json(result.to_json()) if as_json else _print_result(result)
+        for photo in photos or []:
             try:
                 result = searcher.search([photo], top_k=top_k, verify=verify, candidates=candidates)[0]
             except CoinmatchError as exc:

@@ -109,15 +109,67 @@ class Searcher:
             out.append(result)
         return out
 
+    def search_faces(self, faces: dict[str, PreparedCoin], top_k: int = 5, verify: bool = False,
+                     candidates: int = 20) -> QueryResult:
+        """One coin given by both faces ({"obverse": ..., "reverse": ...}): one ranking per catalogue coin.
+
+        Each query face is compared with the entry's face of the same side (or, where the entry's
+        sides are unknown, with its best face); the coin's score is the mean over the query's faces.
+        With one face it is the ordinary search.
+        """
+        faces = {side: p for side, p in faces.items() if p is not None}
+        if len(faces) == 1:
+            return self.search_prepared(list(faces.values()), top_k, verify, candidates)[0]
+        sides = list(faces)
+        vectors = self.embedder.embed([faces[s].crop for s in sides])
+        depth = 2 * max(top_k, candidates)
+        pool = {eid for ranked in self.candidates(vectors, depth) for eid, _, _ in ranked}
+        scored = []
+        for eid in pool:
+            rows = self.catalogue.entry_rows(eid)
+            vecs = self.catalogue.vectors([r for r, _ in rows])
+            per_face = []
+            for side, vec in zip(sides, vectors):
+                same = [i for i, (_, s) in enumerate(rows) if s == side]
+                options = same or [i for i, (_, s) in enumerate(rows) if s is None] or list(range(len(rows)))
+                best = max(options, key=lambda i: float(vecs[i] @ vec))
+                per_face.append((side, float(vecs[best] @ vec), rows[best][0]))
+            scored.append((eid, float(np.mean([sc for _, sc, _ in per_face])), per_face))
+        scored.sort(key=lambda t: -t[1])
+        scored = scored[:depth if verify else top_k]
+        matches = []
+        for eid, score, per_face in scored:
+            m = self._matches([(eid, score, per_face[0][2])])[0]
+            m.side = None
+            if verify:
+                total, inliers = [], 0
+                for side, sc, row in per_face:
+                    v = verification.match(verification.extract(faces[side].crop),
+                                           verification.from_blob(*self._features(eid, row)))
+                    inliers += v.inliers
+                    total.append(verification.combined_score(sc, v.inliers))
+                m.inliers, m.verified_score = inliers, float(np.mean(total))
+            matches.append(m)
+        if verify:
+            matches.sort(key=lambda m: -m.verified_score)
+        warnings = [f"{side}: {w}" for side in sides for w in
+                    faces[side].notes + quality_warnings(faces[side].crop, 2 * faces[side].location.circle.r)]
+        result = QueryResult(" + ".join(faces[s].source for s in sides), matches[:top_k], warnings)
+        result.decision = self.decide(result)
+        return result
+
+    def _features(self, entry_id: str, row: int) -> tuple[str, bytes, bytes]:
+        stored = self.catalogue.features(row)
+        if stored is None:
+            raise CatalogueError(f"{self.catalogue.root}: entry {entry_id!r} has no local features; rebuild the "
+                                 f"catalogue with features to use verification")
+        return stored
+
     def verify(self, prepared: PreparedCoin, matches: list[Match]) -> list[Match]:
         """Re-rank candidates by local-feature geometry (catalogue features were stored when added)."""
         query = verification.extract(prepared.crop)
         for m in matches:
-            stored = self.catalogue.features(m.row)
-            if stored is None:
-                raise CatalogueError(f"{self.catalogue.root}: entry {m.id!r} has no local features; rebuild the "
-                                     f"catalogue with features to use verification")
-            v = verification.match(query, verification.from_blob(*stored))
+            v = verification.match(query, verification.from_blob(*self._features(m.id, m.row)))
             m.inliers = v.inliers
             m.verified_score = verification.combined_score(m.score, v.inliers)
         return sorted(matches, key=lambda m: -m.verified_score)
