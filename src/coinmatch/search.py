@@ -168,8 +168,8 @@ class Searcher:
     def verify(self, prepared: PreparedCoin, matches: list[Match]) -> list[Match]:
         """Re-rank candidates by local-feature geometry (catalogue features were stored when added)."""
         query = verification.extract(prepared.crop)
-        for m in matches:
-            v = verification.match(query, verification.from_blob(*self._features(m.id, m.row)))
+        stored = [verification.from_blob(*self._features(m.id, m.row)) for m in matches]
+        for m, v in zip(matches, verification.match_many(query, stored)):
             m.inliers = v.inliers
             m.verified_score = verification.combined_score(m.score, v.inliers)
         return sorted(matches, key=lambda m: -m.verified_score)

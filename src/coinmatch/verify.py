@@ -82,33 +82,66 @@ def extract_features_blob(crop: np.ndarray) -> tuple[str, bytes, bytes]:
     return to_blob(extract(crop))
 
 
-_matcher = cv2.BFMatcher(cv2.NORM_L2)
+def _ratio_tests(sims: np.ndarray, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Lowe's ratio test for every candidate at once.
+
+    ``sims``: N x C x M similarities of N query descriptors to C candidates' descriptors (padded
+    with zeros to M; RootSIFT similarities are >= 0, so padding never wins). For unit descriptors,
+    distance^2 = 2 - 2 sim.
+    """
+    best = sims.argmax(axis=2)  # N x C
+    s1 = np.take_along_axis(sims, best[..., None], axis=2)[..., 0]
+    np.put_along_axis(sims, best[..., None], -np.inf, axis=2)
+    s2 = sims.max(axis=2)
+    d1 = np.sqrt(np.maximum(2 - 2 * s1, 0))
+    d2 = np.sqrt(np.maximum(2 - 2 * s2, 0))
+    keep = d1 < RATIO * d2
+    out = []
+    for c, n in enumerate(sizes):
+        qi = np.nonzero(keep[:, c] & (best[:, c] < n))[0]
+        out.append((qi, best[qi, c]))
+    return out
 
 
-def match(query: LocalFeatures, cand: LocalFeatures, keep_pairs: bool = False) -> Verification:
-    """Ratio-test matches, then a robust similarity fit constrained to the coin's centre and size."""
-    if len(query.descriptors) < 3 or len(cand.descriptors) < 3:
-        return Verification(0, 0, None, None)
-    knn = _matcher.knnMatch(query.descriptors, cand.descriptors, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
-    if len(good) < 3:
-        return Verification(0, len(good), None, None)
-    src = query.keypoints[[m.queryIdx for m in good]]
-    dst = cand.keypoints[[m.trainIdx for m in good]]
+def _fit(query: LocalFeatures, cand: LocalFeatures, qi: np.ndarray, ci: np.ndarray, keep_pairs: bool) -> Verification:
+    """A robust similarity fit constrained to the coin's centre and size."""
+    if len(qi) < 3:
+        return Verification(0, int(len(qi)), None, None)
+    src, dst = query.keypoints[qi], cand.keypoints[ci]
     M, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=SIDE * 0.02,
                                           maxIters=2000, confidence=0.995, refineIters=10)
     if M is None or mask is None:
-        return Verification(0, len(good), None, None)
+        return Verification(0, int(len(qi)), None, None)
     scale = float(np.hypot(M[0, 0], M[1, 0]))
     rotation = float(np.degrees(np.arctan2(M[1, 0], M[0, 0])))
     centre = np.array([SIDE / 2, SIDE / 2])
     moved = M[:, :2] @ centre + M[:, 2]
     # same coin, both crops centred and scaled to it: the centre stays put, the scale near 1
     if not (0.7 <= scale <= 1.45) or np.linalg.norm(moved - centre) > 0.18 * SIDE:
-        return Verification(0, len(good), rotation, scale)
+        return Verification(0, int(len(qi)), rotation, scale)
     inl = mask.ravel().astype(bool)
     pairs = np.hstack([src[inl], dst[inl]]) if keep_pairs else None
-    return Verification(int(inl.sum()), len(good), rotation, scale, pairs)
+    return Verification(int(inl.sum()), int(len(qi)), rotation, scale, pairs)
+
+
+def match(query: LocalFeatures, cand: LocalFeatures, keep_pairs: bool = False) -> Verification:
+    """Ratio-test matches, then a robust similarity fit constrained to the coin's centre and size."""
+    return match_many(query, [cand], keep_pairs)[0]
+
+
+def match_many(query: LocalFeatures, cands: list[LocalFeatures], keep_pairs: bool = False) -> list[Verification]:
+    """:func:`match` against many candidates: one matrix product and one ratio test for them all."""
+    sizes = [len(c.descriptors) for c in cands]
+    if len(query.descriptors) < 3 or not cands or max(sizes) < 2:
+        return [Verification(0, 0, None, None) for _ in cands]
+    padded = np.zeros((len(cands), max(sizes), query.descriptors.shape[1]), np.float32)
+    for c, f in enumerate(cands):
+        padded[c, : sizes[c]] = f.descriptors
+    sims = np.einsum("nd,cmd->ncm", query.descriptors, padded, optimize=True)
+    out = []
+    for c, n, (qi, ci) in zip(cands, sizes, _ratio_tests(sims, sizes)):
+        out.append(_fit(query, c, qi, ci, keep_pairs) if n >= 3 else Verification(0, 0, None, None))
+    return out
 
 
 INLIER_CAP = 40
