@@ -3,8 +3,8 @@
 Die studies compare coins by their shared details: die flaws, wear, scratches, flan shape.
 Here each coin crop gets RootSIFT keypoints restricted to the coin by its circular mask, on a
 contrast-normalised (CLAHE) grey image so light and toning matter less. A query is matched to
-a candidate by mutual nearest neighbours with Lowe's ratio test, then a similarity transform
-(rotation, scale, shift) is fitted robustly with OpenCV's USAC (MAGSAC++). Both crops are
+a candidate by nearest neighbours with Lowe's ratio test, then a similarity transform
+(rotation, scale, shift) is fitted robustly (RANSAC; or an affine fit by USAC MAGSAC++). Both crops are
 centred on their coin and scaled to its size, so a true transform is a rotation about the
 centre at a scale near 1; fits that break this are rejected. The inlier count is the evidence.
 """
@@ -103,21 +103,37 @@ def _ratio_tests(sims: np.ndarray, sizes: list[int]) -> list[tuple[np.ndarray, n
     return out
 
 
-def _fit(query: LocalFeatures, cand: LocalFeatures, qi: np.ndarray, ci: np.ndarray, keep_pairs: bool) -> Verification:
-    """A robust similarity fit constrained to the coin's centre and size."""
+GEOMETRY = "similarity"  # or "affine-magsac"; benchmarks/local_features.py compares them
+
+
+def _fit(query: LocalFeatures, cand: LocalFeatures, qi: np.ndarray, ci: np.ndarray, keep_pairs: bool,
+         geometry: str | None = None) -> Verification:
+    """A robust fit constrained to the coin's centre and size.
+
+    ``similarity``: rotation, scale and shift (4 degrees of freedom) by RANSAC, since OpenCV
+    offers no USAC method for this model. ``affine-magsac``: a full affine transform by USAC
+    MAGSAC++, accepted only when it is close to a similarity (a camera tilt of a few degrees).
+    """
+    geometry = geometry or GEOMETRY
     if len(qi) < 3:
         return Verification(0, int(len(qi)), None, None)
     src, dst = query.keypoints[qi], cand.keypoints[ci]
-    M, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=SIDE * 0.02,
-                                          maxIters=2000, confidence=0.995, refineIters=10)
+    if geometry == "affine-magsac":
+        M, mask = cv2.estimateAffine2D(src, dst, method=cv2.USAC_MAGSAC, ransacReprojThreshold=SIDE * 0.02,
+                                       maxIters=2000, confidence=0.995)
+    else:
+        M, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=SIDE * 0.02,
+                                              maxIters=2000, confidence=0.995, refineIters=10)
     if M is None or mask is None:
         return Verification(0, int(len(qi)), None, None)
-    scale = float(np.hypot(M[0, 0], M[1, 0]))
-    rotation = float(np.degrees(np.arctan2(M[1, 0], M[0, 0])))
+    sv = np.linalg.svd(M[:, :2], compute_uv=False)
+    scale = float(np.sqrt(sv[0] * sv[1]))
+    rotation = float(np.degrees(np.arctan2(M[1, 0] - M[0, 1], M[0, 0] + M[1, 1])))
     centre = np.array([SIDE / 2, SIDE / 2])
     moved = M[:, :2] @ centre + M[:, 2]
-    # same coin, both crops centred and scaled to it: the centre stays put, the scale near 1
-    if not (0.7 <= scale <= 1.45) or np.linalg.norm(moved - centre) > 0.18 * SIDE:
+    # same coin, both crops centred and scaled to it: the centre stays put, the scale near 1, no strong shear
+    if (not (0.7 <= scale <= 1.45) or sv[0] / max(sv[1], 1e-9) > 1.3
+            or np.linalg.norm(moved - centre) > 0.18 * SIDE):
         return Verification(0, int(len(qi)), rotation, scale)
     inl = mask.ravel().astype(bool)
     pairs = np.hstack([src[inl], dst[inl]]) if keep_pairs else None
@@ -129,7 +145,8 @@ def match(query: LocalFeatures, cand: LocalFeatures, keep_pairs: bool = False) -
     return match_many(query, [cand], keep_pairs)[0]
 
 
-def match_many(query: LocalFeatures, cands: list[LocalFeatures], keep_pairs: bool = False) -> list[Verification]:
+def match_many(query: LocalFeatures, cands: list[LocalFeatures], keep_pairs: bool = False,
+               geometry: str | None = None) -> list[Verification]:
     """:func:`match` against many candidates: one matrix product and one ratio test for them all."""
     sizes = [len(c.descriptors) for c in cands]
     if len(query.descriptors) < 3 or not cands or max(sizes) < 2:
@@ -140,7 +157,7 @@ def match_many(query: LocalFeatures, cands: list[LocalFeatures], keep_pairs: boo
     sims = np.einsum("nd,cmd->ncm", query.descriptors, padded, optimize=True)
     out = []
     for c, n, (qi, ci) in zip(cands, sizes, _ratio_tests(sims, sizes)):
-        out.append(_fit(query, c, qi, ci, keep_pairs) if n >= 3 else Verification(0, 0, None, None))
+        out.append(_fit(query, c, qi, ci, keep_pairs, geometry) if n >= 3 else Verification(0, 0, None, None))
     return out
 
 
