@@ -10,7 +10,6 @@ import numpy as np
 
 from coinmatch import verify as verification
 from coinmatch.catalog.store import Catalogue, CatalogueError
-from coinmatch.models.modelfile import load_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import PreparedCoin, prepare_photo
 from coinmatch.quality import quality_warnings
@@ -72,8 +71,10 @@ class Searcher:
     def __init__(self, catalogue: str | Path | Catalogue, backend: str = "onnx", embedder: Embedder | None = None):
         self.catalogue = catalogue if isinstance(catalogue, Catalogue) else Catalogue.open(catalogue)
         if embedder is None:
-            embedder = Embedder(load_model(self.catalogue.model_source), backend=backend)
-        self.catalogue.check_model(embedder.fingerprint, embedder.model.source)
+            cat = self.catalogue
+            embedder = Embedder.for_catalogue(cat.model_source, json.loads(cat.meta("model_config")), cat.fingerprint,
+                                              int(cat.meta("dim")), backend=backend)
+        self.catalogue.check_model(embedder.fingerprint, embedder.source)
         self.embedder = embedder
         self.row_entry = self.catalogue.row_entries()
         self.calibration: dict = json.loads(self.catalogue.meta("calibration", "null") or "null") or {}

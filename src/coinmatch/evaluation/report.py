@@ -95,7 +95,7 @@ def plot_neighbours(ev: Evaluation, catalogue_root: Path, path: Path, n: int = 8
         row[0].set_xticks([])
         row[0].set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 

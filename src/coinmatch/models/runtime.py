@@ -9,11 +9,13 @@ import logging
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
 
-from coinmatch.models.modelfile import LoadedModel, load_model
+if TYPE_CHECKING:  # torch is imported only when the torch path is used: ONNX Runtime alone starts fast
+    from coinmatch.models.modelfile import LoadedModel
 
 log = logging.getLogger(__name__)
 ONNX_TOLERANCE = 1e-4
@@ -38,9 +40,14 @@ def to_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def export_onnx(model: LoadedModel, path: Path) -> Path:
+def onnx_path(backbone: str, fingerprint: str) -> Path:
+    return cache_dir() / f"{backbone}-{fingerprint}.onnx"
+
+
+def export_onnx(model: "LoadedModel", path: Path) -> Path:
     """Export the network with a dynamic batch axis and check it equals torch within 1e-4."""
     import onnxruntime as ort
+    import torch
 
     size = model.config.image_size
     net = model.network.eval().cpu()
@@ -61,51 +68,68 @@ def export_onnx(model: LoadedModel, path: Path) -> Path:
     return path
 
 
+def _session(path: Path, device: str):
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
 class Embedder:
     """Vectors for coin crops with a loaded model, through ONNX Runtime or torch."""
 
-    def __init__(self, model: LoadedModel | str | None = None, backend: str = "onnx", device: str | None = None,
+    def __init__(self, model: "LoadedModel | str | None" = None, backend: str = "onnx", device: str | None = None,
                  batch_size: int = 32):
+        import torch
+
+        from coinmatch.models.modelfile import LoadedModel, load_model
+
         self.model = model if isinstance(model, LoadedModel) else load_model(model)
         self.batch_size = batch_size
         self.size = self.model.config.image_size
+        self.dim = self.model.dim
+        self.fingerprint = self.model.fingerprint
+        self.source = self.model.source
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.backend = backend
         self._session = None
         if backend == "onnx":
             try:
-                self._session = self._onnx_session()
+                path = onnx_path(self.model.config.backbone, self.fingerprint)
+                if not path.exists():
+                    export_onnx(self.model, path)
+                self._session = _session(path, self.device)
             except Exception as exc:  # noqa: BLE001 - fall back, but say so
                 log.warning("ONNX Runtime unavailable for this model (%s); using torch", exc)
                 self.backend = "torch"
         if self.backend == "torch":
             self.model.network.to(self.device).eval()
 
-    @property
-    def fingerprint(self) -> str:
-        return self.model.fingerprint
+    @classmethod
+    def for_catalogue(cls, source: str, config: dict, fingerprint: str, dim: int, backend: str = "onnx",
+                      device: str | None = None) -> "Embedder":
+        """The embedder of a catalogue's model; straight from its ONNX export when there is one (no torch)."""
+        path = onnx_path(config["backbone"], fingerprint)
+        if backend == "onnx" and path.exists() and device in (None, "cpu"):
+            obj = cls.__new__(cls)
+            obj.model, obj.batch_size, obj.size, obj.dim = None, 32, int(config["image_size"]), int(dim)
+            obj.fingerprint, obj.source, obj.device, obj.backend = fingerprint, source, "cpu", "onnx"
+            obj._session = _session(path, "cpu")
+            return obj
+        from coinmatch.models.modelfile import load_model
 
-    @property
-    def dim(self) -> int:
-        return self.model.dim
-
-    def _onnx_session(self):
-        import onnxruntime as ort
-
-        path = cache_dir() / f"{self.model.config.backbone}-{self.model.fingerprint}.onnx"
-        if not path.exists():
-            export_onnx(self.model, path)
-        providers = ["CPUExecutionProvider"]
-        if self.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        return cls(load_model(source), backend=backend, device=device)
 
     def embed_batch(self, crops: list[np.ndarray]) -> np.ndarray:
         batch = to_batch(crops, self.size)
         if self._session is not None:
             return self._session.run(None, {"pixels": batch})[0]
+        import torch
+
         with torch.no_grad():
             return self.model.network(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
