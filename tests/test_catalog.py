@@ -179,3 +179,20 @@ def test_damaged_catalogue_files_give_clear_errors(tmp_path, small_manifest):
 def test_catalogue_info_is_json_serialisable(tmp_path, small_manifest):
     info = build_catalogue(tmp_path / "cat", small_manifest, progress=False)
     assert json.loads(json.dumps(info))["entries"] == 8
+
+
+def test_hnsw_index_for_large_catalogues_gives_the_same_answers(tmp_path, small_manifest, pair_paths, demo_dir):
+    flat = build_catalogue(tmp_path / "flat", small_manifest, progress=False)
+    hnsw = build_catalogue(tmp_path / "hnsw", small_manifest, progress=False, index_factory="HNSW32")
+    assert hnsw["index"] == "HNSW32" and flat["model_fingerprint"] == hnsw["model_fingerprint"]
+    extra = write_manifest(tmp_path / "extra.csv", [{"image": str(pair_paths[-1][0]), "id": "late-addition"}])
+    add_to_catalogue(tmp_path / "hnsw", extra, progress=False)
+    a, b = Searcher(tmp_path / "flat"), Searcher(tmp_path / "hnsw")
+    for q in demo_rows("queries.csv")[:4]:
+        ra = a.search([demo_dir / q["image"]], top_k=3)[0]
+        rb = b.search([demo_dir / q["image"]], top_k=3)[0]
+        assert [m.id for m in ra.results][:2] == [m.id for m in rb.results if m.id != "late-addition"][:2]
+    [late] = b.search([pair_paths[-1][1]], top_k=1)
+    assert late.results[0].id == "late-addition"
+    a.close()
+    b.close()
