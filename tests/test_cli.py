@@ -63,7 +63,8 @@ def test_bad_query_photo_gives_a_clear_error_and_others_still_run(demo_catalogue
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     good = f"demo/data/{demo_rows('queries.csv')[0]['image']}"
-    proc = run("search", demo_catalogue, bad, good, "--json")
+    proc = run("search", demo_catalogue, bad, good, "--json", check=False)
+    assert proc.returncode == 1
     first, second = [json.loads(x) for x in proc.stdout.strip().splitlines()]
     assert "broken.jpg" in first["error"] and first["results"] == []
     assert second["results"]

@@ -123,7 +123,11 @@ def search(
             faces = {"obverse": prepare_photo(obverse) if obverse else None,
                      "reverse": prepare_photo(reverse) if reverse else None}
             result = searcher.search_faces(faces, top_k=top_k, verify=verify, candidates=candidates)
-            _emit_json(result.to_json()) if as_json else _print_result(result)
+            if as_json:
+                _emit_json(result.to_json())
+            else:
+                _print_result(result)
+        failed = 0
         for photo in photos or []:
             try:
                 result = searcher.search([photo], top_k=top_k, verify=verify, candidates=candidates)[0]
@@ -132,6 +136,7 @@ def search(
                     _emit_json({"query": str(photo), "error": str(exc), "results": []})
                 else:
                     err.print(f"[red]error:[/] {exc}")
+                failed += 1
                 continue
             if as_json:
                 _emit_json(result.to_json())
@@ -139,6 +144,8 @@ def search(
                 _print_result(result)
     finally:
         searcher.close()
+    if failed:
+        raise typer.Exit(1)  # the others were answered; the exit status says not all could be
 
 
 def _print_result(result) -> None:
