@@ -88,7 +88,8 @@ class Searcher:
         scores, rows = self.catalogue.search(vectors, top_k * faces + 4)
         return [group_by_entry(s, r, self.row_entry)[:top_k] for s, r in zip(scores, rows)]
 
-    def _matches(self, ranked: list[tuple[str, float, int]]) -> list[Match]:
+    def matches_for(self, ranked: list[tuple[str, float, int]]) -> list[Match]:
+        """Records for ranked (entry id, score, row) triples."""
         records = {r.row: r for r in self.catalogue.images([row for _, _, row in ranked])}
         return [Match(eid, s, records[row].relpath, records[row].metadata, row, records[row].side, records[row].thumb)
                 for eid, s, row in ranked]
@@ -102,7 +103,7 @@ class Searcher:
         out = []
         for p, ranked in zip(prepared, self.candidates(vectors, depth)):
             warnings = p.notes + quality_warnings(p.crop, 2 * p.location.circle.r)
-            matches = self._matches(ranked)
+            matches = self.matches_for(ranked)
             if verify:
                 matches = self.verify(p, matches)
             result = QueryResult(p.source, matches[:top_k], warnings)
@@ -140,7 +141,7 @@ class Searcher:
         scored = scored[:depth if verify else top_k]
         matches = []
         for eid, score, per_face in scored:
-            m = self._matches([(eid, score, per_face[0][2])])[0]
+            m = self.matches_for([(eid, score, per_face[0][2])])[0]
             m.side = None
             if verify:
                 total, inliers = [], 0

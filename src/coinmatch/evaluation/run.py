@@ -85,7 +85,7 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
         prepared = prepare_array(rgb, q.name)
         vec = searcher.embedder.embed([prepared.crop])[0]
         ranked = searcher.candidates(vec[None], SEARCH_DEPTH)[0]
-        matches = searcher._matches(ranked)
+        matches = searcher.matches_for(ranked)
         true_score, true_row = _true_score(searcher, vec, q.true_id)
         if verify:
             head = searcher.verify(prepared, matches[:candidates])
