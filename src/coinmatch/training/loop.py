@@ -168,7 +168,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
                                trained=True)
-    images_seen, train_seconds, last_val = 0, 0.0, None
+    images_seen, train_seconds = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         for m in frozen:
@@ -195,7 +195,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         sched.step()
         train_seconds += time.perf_counter() - t_epoch
         val = validate(net, views, device, real)
-        last_val = val
         row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)
@@ -212,6 +211,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                     "sched": sched.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
                     "stale": stale, "history": history, "config": asdict(cfg)}, ckpt)
         _write_history(history, work)
+        _plot(history, val, work)  # every epoch, so a run can be watched and an interrupted one still shows
         if progress:
             tqdm.write(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
         if stale >= cfg.patience:
@@ -220,8 +220,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
             log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
             break
-    if last_val is not None:
-        _plot(history, last_val, work)
     return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
             "train_images": len(train_cache), "val_images": len(val_cache),
             "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
