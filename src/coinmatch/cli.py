@@ -293,6 +293,8 @@ def train(
     batch_size: int = typer.Option(48, "--batch-size"),
     freeze_blocks: int = typer.Option(2, "--freeze-blocks", help="Early stages kept at ImageNet weights."),
     mining: str = typer.Option("semihard", "--mining", help="Triplet mining: semihard, hard or all."),
+    margin: Optional[float] = typer.Option(None, "--margin",
+                                           help="Loss margin (triplet: cosine, default 0.2; ArcFace: degrees, 28.6)."),
     type_column: Optional[str] = typer.Option(None, "--type-column",
                                               help="Coin type column: negatives of the same type are mined first."),
     val_pairs: Optional[Path] = typer.Option(None, "--val-pairs", help="Real photo pairs scored every epoch."),
@@ -309,7 +311,7 @@ def train(
 
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                      freeze_blocks=freeze_blocks, mining=mining, type_column=type_column,
+                      freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, seed=seed, device=device, resume=resume)
     summary = run_training(cfg, progress=not as_json)

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     freeze_blocks: int = 2  # stem + this many early blocks stay at their ImageNet weights
     mining: str = "semihard"
+    margin: float | None = None  # the loss's default when None
     type_column: str | None = None
     val_fraction: float = 0.08
     val_max: int = 400
@@ -141,7 +142,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights).to(device)
     frozen = freeze_early_layers(net, cfg.freeze_blocks)
-    loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining,
+    loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining, cfg.margin,
                                 with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
     loss_fn = loss_fn.to(device)
     head_params = list(net.head.parameters()) + list(net.pool.parameters())
