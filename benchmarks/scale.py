@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 
 from common import save_results
+from coinmatch.catalog.store import HNSW_EF_SEARCH
 
 
 def main() -> None:
@@ -37,6 +38,8 @@ def main() -> None:
             if factory != "Flat" and n > args.hnsw_max:
                 continue
             index = faiss.index_factory(args.dim, factory, faiss.METRIC_INNER_PRODUCT)
+            if factory.startswith("HNSW"):
+                index.hnsw.efSearch = HNSW_EF_SEARCH  # as the catalogue sets it
             t = time.perf_counter()
             index.add(x)
             build = time.perf_counter() - t

@@ -31,6 +31,7 @@ from coinmatch import CoinmatchError
 
 DB_NAME = "catalog.sqlite"
 FORMAT_VERSION = 1
+HNSW_EF_SEARCH = 128  # search breadth of an HNSW index: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -179,6 +180,8 @@ class Catalogue:
                 self._index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise CatalogueError(f"{path}: damaged vector index ({str(exc).splitlines()[0]})") from exc
+            if hasattr(self._index, "hnsw"):
+                self._index.hnsw.efSearch = HNSW_EF_SEARCH
             if self._index.ntotal != len(self):
                 raise CatalogueError(f"{self.root}: index holds {self._index.ntotal} vectors but the records "
                                      f"{len(self)}: the catalogue is inconsistent; rebuild it")
