@@ -30,8 +30,9 @@ def prepare_array(rgb: np.ndarray, source: str = "<array>", find_coin: bool = Tr
 
         h, w = rgb.shape[:2]
         loc = CoinLocation(Circle(w / 2, h / 2, min(h, w) / 2), False, "whole-image", 0.0)
-    # The embedding sees the crop with its background: masking it measurably hurts retrieval
-    # (benchmarks/segmentation.py); the mask is used where it helps (local features, training).
+    # The embedding sees the crop with its background: masking it hurt retrieval when measured on the
+    # euro pairs (recall@1 0.976 unmasked; 0.845 with the coin's median colour, 0.762 grey, 0.845 black).
+    # The mask is used where it helps: local features and training backgrounds.
     return PreparedCoin(crop_coin(rgb, loc, mask=False), loc, source)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -192,10 +192,3 @@ class Searcher:
     def search(self, photos: list[str | Path], top_k: int = 5, verify: bool = False,
                candidates: int = 20) -> list[QueryResult]:
         return self.search_prepared([prepare_photo(p) for p in photos], top_k, verify, candidates)
-
-
-def results_json(results: list[QueryResult]) -> list[dict]:
-    return [r.to_json() for r in results]
-
-
-__all__ = ["Match", "QueryResult", "Searcher", "asdict", "results_json"]
