@@ -139,19 +139,18 @@ class Searcher:
             scored.append((eid, float(np.mean([sc for _, sc, _ in per_face])), per_face))
         scored.sort(key=lambda t: -t[1])
         scored = scored[:depth if verify else top_k]
-        matches = []
-        for eid, score, per_face in scored:
-            m = self.matches_for([(eid, score, per_face[0][2])])[0]
+        matches = [self.matches_for([(eid, score, per_face[0][2])])[0] for eid, score, per_face in scored]
+        for m in matches:
             m.side = None
-            if verify:
-                total, inliers = [], 0
-                for side, sc, row in per_face:
-                    v = verification.match(verification.extract(faces[side].crop),
-                                           verification.from_blob(*self._features(eid, row)))
-                    inliers += v.inliers
-                    total.append(verification.combined_score(sc, v.inliers))
-                m.inliers, m.verified_score = inliers, float(np.mean(total))
-            matches.append(m)
+        if verify:  # each query face extracted once, matched against its candidate faces in one go
+            per_side = {}
+            for i, side in enumerate(sides):
+                stored = [self.stored_features(eid, per_face[i][2]) for eid, _, per_face in scored]
+                per_side[side] = verification.match_many(verification.extract(faces[side].crop), stored)
+            for j, (m, (_, _, per_face)) in enumerate(zip(matches, scored)):
+                results = [(sc, per_side[side][j].inliers) for side, sc, _ in per_face]
+                m.inliers = sum(n for _, n in results)
+                m.verified_score = float(np.mean([verification.combined_score(sc, n) for sc, n in results]))
         if verify:
             matches.sort(key=lambda m: -m.verified_score)
         warnings = [f"{side}: {w}" for side in sides for w in
@@ -160,17 +159,19 @@ class Searcher:
         result.decision = self.decide(result)
         return result
 
-    def _features(self, entry_id: str, row: int) -> tuple[str, bytes, bytes]:
+    def stored_features(self, entry_id: str, row: int) -> verification.LocalFeatures:
+        """The local features stored with a catalogue image (computed once, when it was added)."""
         stored = self.catalogue.features(row)
         if stored is None:
             raise CatalogueError(f"{self.catalogue.root}: entry {entry_id!r} has no local features; rebuild the "
                                  f"catalogue with features to use verification")
-        return stored
+        return verification.from_blob(*stored)
 
-    def verify(self, prepared: PreparedCoin, matches: list[Match]) -> list[Match]:
-        """Re-rank candidates by local-feature geometry (catalogue features were stored when added)."""
-        query = verification.extract(prepared.crop)
-        stored = [verification.from_blob(*self._features(m.id, m.row)) for m in matches]
+    def verify(self, prepared: PreparedCoin, matches: list[Match],
+               query: verification.LocalFeatures | None = None) -> list[Match]:
+        """Re-rank candidates by local-feature geometry; ``query``: the photo's features, if already extracted."""
+        query = query if query is not None else verification.extract(prepared.crop)
+        stored = [self.stored_features(m.id, m.row) for m in matches]
         for m, v in zip(matches, verification.match_many(query, stored)):
             m.inliers = v.inliers
             m.verified_score = verification.combined_score(m.score, v.inliers)

@@ -49,6 +49,11 @@ def _edge_map(grey: np.ndarray) -> np.ndarray:
     return cv2.dilate(edges, np.ones((3, 3), np.uint8))
 
 
+def _inside_frame(x: float, y: float, r: float, w: int, h: int) -> bool:
+    """A coin lies (mostly) inside the photo: its circle may leave the frame by at most 15 % of the radius."""
+    return x - 0.85 * r >= 0 and y - 0.85 * r >= 0 and x + 0.85 * r <= w and y + 0.85 * r <= h
+
+
 def _rim_support(edges: np.ndarray, c: Circle, samples: int = 180) -> float:
     t = np.linspace(0, 2 * np.pi, samples, endpoint=False)
     xs = np.round(c.x + c.r * np.cos(t)).astype(int)
@@ -73,8 +78,7 @@ def _hough(grey: np.ndarray, edges: np.ndarray) -> tuple[Circle, float] | None:
     scored = []
     for x, y, r in found[0][:40]:
         c = Circle(float(x), float(y), float(r))
-        # the coin must lie mostly inside the frame
-        if c.x - 0.85 * c.r < 0 or c.y - 0.85 * c.r < 0 or c.x + 0.85 * c.r > w or c.y + 0.85 * c.r > h:
+        if not _inside_frame(c.x, c.y, c.r, w, h):
             continue
         scored.append((c, _rim_support(edges, c)))
     if not scored:
@@ -103,8 +107,8 @@ def _contour(grey: np.ndarray) -> tuple[Circle, float] | None:
     (x, y), r = cv2.minEnclosingCircle(cnt)
     if r < min(h, w) * MIN_RADIUS or area <= 0:
         return None
-    if x - 0.85 * r < 0 or y - 0.85 * r < 0 or x + 0.85 * r > w or y + 0.85 * r > h:
-        return None  # a coin lies (mostly) inside the frame
+    if not _inside_frame(x, y, r, w, h):
+        return None
     fill = area / (np.pi * r * r)  # a round coin fills its enclosing circle
     perimeter = cv2.arcLength(cnt, True)
     circularity = 4 * np.pi * area / (perimeter * perimeter) if perimeter > 0 else 0.0

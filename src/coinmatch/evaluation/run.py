@@ -88,14 +88,14 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
         matches = searcher.matches_for(ranked)
         true_score, true_row = _true_score(searcher, vec, q.true_id)
         if verify:
-            head = searcher.verify(prepared, matches[:candidates])
+            query_f = verification.extract(prepared.crop)
+            head = searcher.verify(prepared, matches[:candidates], query_f)
             matches = head + matches[candidates:]
             in_head = [m for m in head if m.id == q.true_id]
             if in_head:
                 true_score = in_head[0].verified_score
             elif true_row is not None:  # verify the true coin too, so its open-set score is comparable
-                query_f = verification.extract(prepared.crop)
-                v = verification.match(query_f, verification.from_blob(*searcher.catalogue.features(true_row)))
+                v = verification.match(query_f, searcher.stored_features(q.true_id, true_row))
                 true_score = verification.combined_score(true_score, v.inliers)
             key = [m.verified_score if m.verified_score is not None else m.score for m in matches]
         else:
