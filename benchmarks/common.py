@@ -46,6 +46,17 @@ def pairs_manifests() -> tuple[Path, Path]:
     return cat, queries
 
 
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A plain-text table: columns are (key, header, format spec such as '<70', '6.3f' or '>10')."""
+    def width(spec: str) -> str:
+        digits = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+        return (">" if spec[0] not in "<>^" else spec[0]) + digits
+
+    lines = [" ".join(format(header, width(spec)) for _, header, spec in columns)]
+    lines += [" ".join(format(r[key], spec) for key, _, spec in columns) for r in rows]
+    return "\n".join(lines)
+
+
 def save_results(name: str, rows: list[dict], text: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")

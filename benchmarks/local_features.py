@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from common import WORK, pairs_manifests, save_results
+from common import WORK, format_table, pairs_manifests, save_results
 from coinmatch import verify as v
 from coinmatch.catalog.build import build_catalogue
 from coinmatch.evaluation import metrics
@@ -110,9 +110,9 @@ def main() -> None:
                              "recall@1": metrics.recall_at(np.array(ranks), 1), "tpr@fpr=0.01": roc["tpr@fpr=0.01"],
                              "roc_auc": roc["roc_auc"], "ms_per_query": 1000 * t / len(queries)})
                 print(rows[-1], flush=True)
-    text = "\n".join([f"{'features':<10} {'geometry':<14} {'form':<15} {'R@1':>6} {'TPR@1%':>7} {'AUC':>6} {'ms/q':>7}"]
-                     + [f"{r['features']:<10} {r['geometry']:<14} {r['form']:<15} {r['recall@1']:6.3f} "
-                        f"{r['tpr@fpr=0.01']:7.3f} {r['roc_auc']:6.3f} {r['ms_per_query']:7.1f}" for r in rows])
+    text = format_table(rows, [("features", "features", "<10"), ("geometry", "geometry", "<14"), ("form", "form", "<15"),
+                               ("recall@1", "R@1", "6.3f"), ("tpr@fpr=0.01", "TPR@1%", "7.3f"),
+                               ("roc_auc", "AUC", "6.3f"), ("ms_per_query", "ms/q", "7.1f")])
     print(text)
     save_results("local_features", rows, text)
 

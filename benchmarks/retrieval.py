@@ -19,7 +19,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from common import ROOT, WORK, pairs_manifests, save_results
+from common import ROOT, WORK, format_table, pairs_manifests, save_results
 from coinmatch.catalog.build import build_catalogue
 from coinmatch.catalog.manifest import read_manifest
 from coinmatch.evaluation import metrics
@@ -119,11 +119,9 @@ def main() -> None:
     for m in models:
         rows += coinmatch_rows(f"trained {m.split('/')[-1]}", m, cat_csv, queries, images_by_form,
                                verify=not args.skip_verify)
-    header = f"{'method':<70} {'form':<15} {'R@1':>6} {'R@5':>6} {'mAP':>6} {'AUC':>6} {'TPR@1%':>7} {'ms/q':>7}"
-    lines = [header] + [f"{r['method']:<70} {r['form']:<15} {r['recall@1']:6.3f} {r['recall@5']:6.3f} "
-                        f"{r['map']:6.3f} {r['roc_auc']:6.3f} {r['tpr@fpr=0.01']:7.3f} {r['ms_per_query']:7.1f}"
-                        for r in rows]
-    text = "\n".join(lines)
+    text = format_table(rows, [("method", "method", "<70"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
+                               ("recall@5", "R@5", "6.3f"), ("map", "mAP", "6.3f"), ("roc_auc", "AUC", "6.3f"),
+                               ("tpr@fpr=0.01", "TPR@1%", "7.3f"), ("ms_per_query", "ms/q", "7.1f")])
     print(text)
     save_results("retrieval", rows, text)
 

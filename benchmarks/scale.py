@@ -15,7 +15,7 @@ import time
 import faiss
 import numpy as np
 
-from common import save_results
+from common import format_table, save_results
 from coinmatch.catalog.store import HNSW_EF_SEARCH
 
 
@@ -53,9 +53,9 @@ def main() -> None:
                          "recall@1": float(np.mean(top[:, 0] == truth)),
                          "vector_mb": n * args.dim * 4 / 2**20})
             print(rows[-1], flush=True)
-    text = "\n".join([f"{'entries':>10} {'index':<8} {'build s':>8} {'ms/query':>9} {'recall@1':>9} {'vectors MB':>10}"]
-                     + [f"{r['entries']:>10} {r['index']:<8} {r['build_s']:8.1f} {r['ms_per_query']:9.2f} "
-                        f"{r['recall@1']:9.3f} {r['vector_mb']:10.0f}" for r in rows])
+    text = format_table(rows, [("entries", "entries", ">10"), ("index", "index", "<8"), ("build_s", "build s", "8.1f"),
+                               ("ms_per_query", "ms/query", "9.2f"), ("recall@1", "recall@1", "9.3f"),
+                               ("vector_mb", "vectors MB", "10.0f")])
     print(text)
     save_results("scale", rows, text)
 
