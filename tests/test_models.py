@@ -82,3 +82,46 @@ def test_damaged_or_foreign_model_files_are_refused(tmp_path):
         load_model(tmp_path / "other.pt")
     with pytest.raises(ModelError, match="not found"):
         load_model(tmp_path / "missing.cm")
+
+
+def test_builtin_fingerprint_is_unchanged_by_the_invariance_options(model):
+    # catalogues built before grey / rotations / whitening existed must still accept the default model
+    assert model.fingerprint == "d00b6af9f2fe332c"
+    grey = build_network(ModelConfig(grey=True)).eval()
+    from coinmatch.models.modelfile import fingerprint_of
+
+    assert fingerprint_of(grey, ModelConfig(grey=True)) != model.fingerprint
+
+
+def test_grey_model_ignores_colour_and_rotation_pooling_ignores_the_angle(pair_paths):
+    import cv2
+
+    crop = cv2.resize(prepare_photo(pair_paths[0][1]).crop, (160, 160), interpolation=cv2.INTER_AREA)
+    grey_crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    turned = cv2.warpAffine(crop, cv2.getRotationMatrix2D((80, 80), 67.5, 1.0), (160, 160),
+                            borderMode=cv2.BORDER_REFLECT)
+    x = torch.from_numpy(to_batch([crop, grey_crop, turned], 160))
+    with torch.no_grad():
+        plain = build_network(ModelConfig(image_size=160)).eval()(x).numpy()
+        grey = build_network(ModelConfig(image_size=160, grey=True)).eval()(x).numpy()
+        pooled = build_network(ModelConfig(image_size=160, grey=True, rotations=16)).eval()(x).numpy()
+    assert np.allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-5)
+    assert grey[0] @ grey[1] > 0.999 > plain[0] @ plain[1]  # the colour photo and its grey print are one to it
+    # a coin turned by 67.5 degrees: rotation pooling keeps it far closer than one pass does
+    assert pooled[0] @ pooled[2] > 0.97
+    assert 1 - pooled[0] @ pooled[2] < 0.5 * (1 - grey[0] @ grey[2])
+
+
+def test_rotation_pooled_model_exports_to_onnx_and_round_trips(tmp_path, pair_paths):
+    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
+
+    config = ModelConfig(image_size=96, grey=True, rotations=4, whiten_dim=64, trained=True)
+    net = build_network(config).eval()
+    fp = save_model(net, config, tmp_path / "inv.cm")
+    loaded = load_model(tmp_path / "inv.cm")
+    assert (loaded.fingerprint, loaded.dim, loaded.config.rotations, loaded.config.grey) == (fp, 64, 4, True)
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:3]]
+    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
+    onnx_emb = Embedder(LoadedModel(loaded.network, config, fingerprint_of(loaded.network, config), "x"))
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4

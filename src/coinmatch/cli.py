@@ -283,12 +283,19 @@ def compare(
 def train(
     manifests: list[Path] = typer.Argument(..., help="Training manifests; every row is its own class (one coin)."),
     out_path: Path = typer.Option(..., "--out", help="The model file to write (.cm)."),
-    loss: str = typer.Option("triplet", "--loss", help="triplet, arcface or subcenter-arcface."),
+    loss: str = typer.Option("triplet", "--loss",
+                             help="triplet, arcface, subcenter-arcface, or whitening (closed form from augmented "
+                                  "pairs, no back-propagation: minutes)."),
     backbone: str = typer.Option("efficientnet_lite0", "--backbone",
                                  help="efficientnet_lite0, efficientnet_lite2 or resnet50."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights: a file, 'hub' or 'random'."),
-    dim: int = typer.Option(128, "--dim"),
-    image_size: int = typer.Option(128, "--image-size"),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Embedding size (default 128; whitening 512)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 128; whitening 224."),
+    grey: bool = typer.Option(False, "--grey", help="Colour-blind model: photos and black-and-white scans alike."),
+    rotations: int = typer.Option(1, "--rotations",
+                                  help="Rotation pooling: average the descriptor over this many angles (costs "
+                                       "as many passes per image)."),
+    shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
     freeze_blocks: int = typer.Option(2, "--freeze-blocks", help="Early stages kept at ImageNet weights."),
@@ -309,8 +316,12 @@ def train(
     """Train coin embeddings from one photo per coin, with augmentation positives."""
     from coinmatch.training.loop import TrainConfig, train as run_training
 
+    whitening = loss == "whitening"
+    dim = dim or (512 if whitening else 128)
+    image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
-                      weights=weights, dim=dim, image_size=image_size, epochs=epochs, batch_size=batch_size,
+                      weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
+                      shrinkage=shrinkage, epochs=epochs, batch_size=batch_size,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, seed=seed, device=device, resume=resume)

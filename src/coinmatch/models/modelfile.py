@@ -32,6 +32,9 @@ class ModelConfig:
     pooling: str = "gem"
     gem_p: float = 3.0
     image_size: int = 224
+    grey: bool = False  # colour-blind input (see models/network.py)
+    rotations: int = 1  # rotation pooling over this many angles
+    whiten_dim: int | None = None  # learned whitening to this many dimensions
     trained: bool = False
     info: dict = field(default_factory=dict)  # training provenance: data, loss, epochs...
 
@@ -39,6 +42,9 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
+
+
+INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "whiten_dim": None}
 
 
 @dataclass
@@ -57,6 +63,9 @@ def fingerprint_of(network: torch.nn.Module, config: ModelConfig) -> str:
     h = hashlib.sha256()
     cfg = asdict(config)
     cfg.pop("info", None)  # provenance notes do not change the vectors
+    for key, default in INVARIANCE_DEFAULTS.items():  # models made before these options keep their fingerprint
+        if cfg.get(key) == default:
+            cfg.pop(key)
     h.update(json.dumps(cfg, sort_keys=True).encode())
     for name, tensor in network.state_dict().items():
         h.update(name.encode())
@@ -65,7 +74,8 @@ def fingerprint_of(network: torch.nn.Module, config: ModelConfig) -> str:
 
 
 def build_network(config: ModelConfig, weights: str | None = None) -> CoinEmbedder:
-    return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p)
+    return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p,
+                        grey=config.grey, rotations=config.rotations, whiten_dim=config.whiten_dim)
 
 
 def builtin_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> LoadedModel:

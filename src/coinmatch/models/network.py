@@ -1,7 +1,19 @@
-"""The embedding network: backbone -> pooling -> head -> L2-normalised vector.
+"""The embedding network: [grey] -> [rotated views] -> backbone -> pooling -> [whitening] -> head -> L2-normalised vector.
 
 The network takes RGB in [0, 1] (N x 3 x H x W) and normalises inside, so every runtime
 (torch, ONNX Runtime) is fed the same plain pixels.
+
+Two optional invariances live inside the network, so a model file carries them and a catalogue
+built with it cannot be searched without them:
+
+- ``grey``: the image is turned to luminance first; colour then cannot separate a photograph from
+  a black-and-white catalogue scan of the same coin (nor one lamp's toning from another's).
+- ``rotations`` = n > 1: the coin is seen at n angles (0, 360/n, ...) and the pooled descriptors are
+  averaged, so the vector hardly changes when the coin lies at another angle (rotation pooling).
+  It costs n passes of the backbone.
+
+``whiten_dim``: a linear whitening (with its mean) after pooling, fitted in closed form by
+:mod:`coinmatch.training.whitening`.
 """
 
 from __future__ import annotations
@@ -32,18 +44,41 @@ class AvgPool(nn.Module):
         return x.mean(dim=(-2, -1))
 
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB2GRAY
+
+
+def rotation_grids(n: int, height: int, width: int, device=None) -> torch.Tensor:
+    """n x H x W x 2 sampling grids (grid_sample's [-1, 1] coordinates) rotating an image by 360 k / n degrees."""
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=device)
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=device)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    base = torch.stack([gx, gy], dim=-1)  # H x W x 2, (x, y)
+    angles = torch.arange(n, dtype=torch.float32, device=device) * (2 * torch.pi / n)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # n x 2 x 2
+    return torch.einsum("hwj,nij->nhwi", base, rot)
+
+
 class CoinEmbedder(nn.Module):
-    """Backbone features pooled to a vector, projected to ``dim`` (or kept whole) and L2-normalised."""
+    """Backbone features pooled to a vector, optionally whitened, projected to ``dim`` (or kept whole), L2-normalised."""
 
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
-                 gem_p: float = 3.0):
+                 gem_p: float = 3.0, grey: bool = False, rotations: int = 1, whiten_dim: int | None = None):
         super().__init__()
+        if rotations < 1:
+            raise ValueError(f"rotations must be at least 1, not {rotations}")
+        self.grey = bool(grey)
+        self.rotations = int(rotations)
         spec = get_spec(backbone)
         self.backbone = create_backbone(backbone, weights=weights)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.pool = GeM(gem_p) if pooling == "gem" else AvgPool()
         feat = spec.feature_dim
+        self.whiten: nn.Module = nn.Identity()
+        if whiten_dim:
+            self.whiten = nn.Linear(feat, whiten_dim)  # set by the closed-form fit, identity-like until then
+            feat = whiten_dim
         if dim is None or dim == feat:
             self.head: nn.Module = nn.Identity()
         else:
@@ -55,5 +90,19 @@ class CoinEmbedder(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features((x - self.mean) / self.std)
 
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled, L2-normalised descriptor before whitening and head (averaged over the rotated views)."""
+        if self.grey:
+            y = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
+            x = y.expand(-1, 3, -1, -1)
+        if self.rotations == 1:
+            return F.normalize(self.pool(self.features(x)), dim=1)
+        n, b = self.rotations, x.shape[0]
+        grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
+        views = [x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
+                                     padding_mode="reflection", align_corners=False) for k in range(1, n)]
+        v = F.normalize(self.pool(self.features(torch.cat(views))), dim=1)
+        return F.normalize(v.view(n, b, -1).mean(dim=0), dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.pool(self.features(x))), dim=1)
+        return F.normalize(self.head(self.whiten(self.descriptor(x))), dim=1)

@@ -29,6 +29,7 @@ from coinmatch.training.cache import TrainingCache, load_cache
 from coinmatch.training.data import make_loader
 from coinmatch.training.losses import build_loss
 from coinmatch.training.validate import RealPairs, fixed_views, validate
+from coinmatch.training.whitening import fit_whitening
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,11 @@ class TrainConfig:
     loss: str = "triplet"
     backbone: str = "efficientnet_lite0"
     weights: str | None = None  # backbone weights: None = packaged ImageNet, a path, "hub" or "random"
-    dim: int = 128
+    dim: int = 128  # the head's size; for whitening, the whitened size
     image_size: int = 128
+    grey: bool = False  # colour-blind network (see models/network.py)
+    rotations: int = 1  # rotation pooling at inference (training passes see one angle: augmentation rotates)
+    shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     epochs: int = 12
     batch_size: int = 48
     views: int = 2
@@ -139,8 +143,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     train_cache, val_cache = split_validation(cache, cfg.val_fraction, cfg.val_max, cfg.seed)
     views = fixed_views(val_cache, cfg.image_size)
     real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
+    if cfg.loss == "whitening":
+        fit = fit_whitening(cfg, train_cache, views, real, progress=progress)
+        _write_history([fit["row"]], work)
+        _plot([fit["row"]], fit["val"], work)
+        return {"model": cfg.out, "best_epoch": 1, "epochs_run": 1, "history": [fit["row"]],
+                "train_images": len(train_cache), "val_images": len(val_cache),
+                "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
+                "cache_seconds": round(cache_seconds, 1),
+                "train_images_per_s": fit["images"] / max(fit["extract_seconds"], 1e-9),
+                "wall_seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work)}
 
-    net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights).to(device)
+    net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
+                       rotations=cfg.rotations).to(device)
     frozen = freeze_early_layers(net, cfg.freeze_blocks)
     loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining, cfg.margin,
                                 with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
@@ -168,10 +183,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         log.warning("resuming after epoch %d", state["epoch"] + 1)
 
     model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
-                               trained=True)
+                               grey=cfg.grey, rotations=cfg.rotations, trained=True)
     images_seen, train_seconds = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
+        net.rotations = 1  # one angle per training pass: the augmentation rotates; pooling is for inference
         for m in frozen:
             m.eval()
         loader = make_loader(train_cache, cfg.image_size, cfg.batch_size, cfg.views, cfg.seed, cfg.workers, epoch)
@@ -194,6 +210,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             images_seen += len(x)
             bar.set_postfix(loss=f"{running:.4f}")
         sched.step()
+        net.rotations = cfg.rotations
         train_seconds += time.perf_counter() - t_epoch
         val = validate(net, views, device, real)
         row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),

@@ -58,9 +58,12 @@ def separation(a: np.ndarray, b: np.ndarray, rng_seed: int = 0) -> dict:
             "pos": pos, "neg": neg}
 
 
-def validate(net, views: tuple[np.ndarray, np.ndarray], device: str, real: RealPairs | None = None) -> dict:
-    a = embed_arrays(net, views[0], device)
-    b = embed_arrays(net, views[1], device)
+def validate(net, views: tuple[np.ndarray, np.ndarray], device: str, real: RealPairs | None = None,
+             embed=None) -> dict:
+    """Validation figures; ``embed`` (arrays -> vectors) replaces the torch pass, e.g. by ONNX Runtime."""
+    embed = embed or (lambda images: embed_arrays(net, images, device))
+    a = embed(views[0])
+    b = embed(views[1])
     sep = separation(a, b)
     labels = np.arange(len(a))
     calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k=None)
@@ -70,7 +73,7 @@ def validate(net, views: tuple[np.ndarray, np.ndarray], device: str, real: RealP
            "val_precision_at_1": float(acc["precision_at_1"]), "val_map_at_r": float(acc["mean_average_precision_at_r"]),
            "_pos": sep["pos"], "_neg": sep["neg"]}
     if real is not None:
-        ref = embed_arrays(net, real.references, device)
-        q = embed_arrays(net, real.queries, device)
+        ref = embed(real.references)
+        q = embed(real.queries)
         out["real_recall_at_1"] = float(np.mean(np.argmax(q @ ref.T, axis=1) == real.query_labels))
     return out
