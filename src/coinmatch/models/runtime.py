@@ -40,6 +40,12 @@ def to_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
+def batch_size_for(rotations: int, batch_size: int = 32) -> int:
+    """Photos per batch: a rotation-pooled model runs the backbone on every angle, so fewer photos go at once
+    (the backbone's batch, and memory, stay as with one angle)."""
+    return max(1, batch_size // max(1, rotations))
+
+
 def onnx_path(backbone: str, fingerprint: str) -> Path:
     return cache_dir() / f"{backbone}-{fingerprint}.onnx"
 
@@ -89,7 +95,7 @@ class Embedder:
         from coinmatch.models.modelfile import LoadedModel, load_model
 
         self.model = model if isinstance(model, LoadedModel) else load_model(model)
-        self.batch_size = batch_size
+        self.batch_size = batch_size_for(self.model.config.rotations, batch_size)
         self.size = self.model.config.image_size
         self.dim = self.model.dim
         self.fingerprint = self.model.fingerprint
@@ -116,7 +122,8 @@ class Embedder:
         path = onnx_path(config["backbone"], fingerprint)
         if backend == "onnx" and path.exists() and device in (None, "cpu"):
             obj = cls.__new__(cls)
-            obj.model, obj.batch_size, obj.size, obj.dim = None, 32, int(config["image_size"]), int(dim)
+            obj.model, obj.size, obj.dim = None, int(config["image_size"]), int(dim)
+            obj.batch_size = batch_size_for(int(config.get("rotations", 1)))
             obj.fingerprint, obj.source, obj.device, obj.backend = fingerprint, source, "cpu", "onnx"
             obj._session = _session(path, "cpu")
             return obj

@@ -260,7 +260,7 @@ def _plot(history: list[dict], last_val: dict, work: Path) -> None:
 
     ep = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(ep, [h["loss"] for h in history], marker="o")
+    axes[0].plot(ep, [np.nan if h["loss"] is None else h["loss"] for h in history], marker="o")  # None: no loss
     axes[0].set_title("training loss")
     axes[1].plot(ep, [h["val_pos_sim"] for h in history], marker="o", label="augmented pairs")
     axes[1].plot(ep, [h["val_neg_sim"] for h in history], marker="o", label="unmatched pairs")

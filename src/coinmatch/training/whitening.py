@@ -95,6 +95,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     x = embedder.embed(plain, progress=progress)
     y = embedder.embed(views, progress=progress)
     extract_seconds = time.perf_counter() - t
+    del embedder  # its ONNX Runtime memory, before the whitened model gets its own
     projection, mean = learned_whitening(x, y, dim, cfg.shrinkage)
 
     config = ModelConfig(backbone=cfg.backbone, dim=None, pooling="gem", image_size=cfg.image_size, grey=cfg.grey,
@@ -105,7 +106,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     set_whitening(white, projection, mean)
     final = descriptor_embedder(white, config, device)
     val = validate(white, val_views, device, real, embed=lambda arr: final.embed(list(arr)))
-    row = {"epoch": 1, "loss": float("nan"), "seconds": round(time.perf_counter() - t, 1),
+    row = {"epoch": 1, "loss": None, "seconds": round(time.perf_counter() - t, 1),
            **{k: v for k, v in val.items() if not k.startswith("_")}}
     config.info = {"loss": "whitening", "manifests": cfg.manifests, "pairs": len(x), "shrinkage": cfg.shrinkage,
                    "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))}, "seed": cfg.seed}
