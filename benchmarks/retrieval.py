@@ -1,6 +1,7 @@
 """Retrieval on real same-coin pairs, every method side by side in one run.
 
-    .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify]
+    .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify] [--skip-baselines]
+        [--skip-default] [--invariant] [--name retrieval]
 
 Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of the same types;
 queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
@@ -26,7 +27,7 @@ from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
 from coinmatch.images import load_rgb
-from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
+from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of, save_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.search import Searcher
@@ -108,13 +109,23 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None, help="trained model files (default: runs/*.cm)")
     ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--skip-default", action="store_true")
+    ap.add_argument("--invariant", action="store_true", help="also the untrained network, grey, 16 rotations")
+    ap.add_argument("--name", default="retrieval", help="results file name in benchmarks/results/")
     args = ap.parse_args()
     cat_csv, q_csv = pairs_manifests()
     queries = read_queries(q_csv, "coin_id")
     images_by_form = {form: load_query_images(queries, form, seed=0) for form in FORMS}
     rows = [] if args.skip_baselines else baseline_rows(cat_csv, queries, images_by_form)
-    rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
-                           images_by_form, verify=not args.skip_verify)
+    if not args.skip_default:
+        rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
+                               images_by_form, verify=not args.skip_verify)
+    if args.invariant:
+        config = ModelConfig(grey=True, rotations=16)
+        path = WORK / "untrained-grey-rot16.cm"
+        save_model(build_network(config).eval(), config, path)
+        rows += coinmatch_rows("untrained Lite0, grey, rotation pooling over 16 angles", str(path), cat_csv,
+                               queries, images_by_form, verify=not args.skip_verify)
     models = args.models if args.models is not None else sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
     for m in models:
         rows += coinmatch_rows(f"trained {m.split('/')[-1]}", m, cat_csv, queries, images_by_form,
@@ -123,7 +134,7 @@ def main() -> None:
                                ("recall@5", "R@5", "6.3f"), ("map", "mAP", "6.3f"), ("roc_auc", "AUC", "6.3f"),
                                ("tpr@fpr=0.01", "TPR@1%", "7.3f"), ("ms_per_query", "ms/q", "7.1f")])
     print(text)
-    save_results("retrieval", rows, text)
+    save_results(args.name, rows, text)
 
 
 if __name__ == "__main__":
