@@ -77,7 +77,7 @@ class CoinEmbedder(nn.Module):
         feat = spec.feature_dim
         self.whiten: nn.Module = nn.Identity()
         if whiten_dim:
-            self.whiten = nn.Linear(feat, whiten_dim)  # set by the closed-form fit, identity-like until then
+            self.whiten = nn.Linear(feat, whiten_dim)  # its weights and bias are set by the closed-form fit
             feat = whiten_dim
         if dim is None or dim == feat:
             self.head: nn.Module = nn.Identity()
