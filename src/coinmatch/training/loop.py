@@ -147,12 +147,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         fit = fit_whitening(cfg, train_cache, views, real, progress=progress)
         _write_history([fit["row"]], work)
         _plot([fit["row"]], fit["val"], work)
-        return {"model": cfg.out, "best_epoch": 1, "epochs_run": 1, "history": [fit["row"]],
-                "train_images": len(train_cache), "val_images": len(val_cache),
-                "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
-                "cache_seconds": round(cache_seconds, 1),
-                "train_images_per_s": fit["images"] / max(fit["extract_seconds"], 1e-9),
-                "wall_seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work)}
+        return _summary(cfg, [fit["row"]], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
+                        val_cache, cache, cache_seconds, t_start)
 
     net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
                        rotations=cfg.rotations).to(device)
@@ -238,11 +234,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
             log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
             break
+    return _summary(cfg, history, best_epoch, images_seen / max(train_seconds, 1e-9), train_cache, val_cache, cache,
+                    cache_seconds, t_start)
+
+
+def _summary(cfg: TrainConfig, history: list[dict], best_epoch: int, images_per_s: float, train_cache: TrainingCache,
+             val_cache: TrainingCache, cache: TrainingCache, cache_seconds: float, t_start: float) -> dict:
     return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
             "train_images": len(train_cache), "val_images": len(val_cache),
             "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
-            "cache_seconds": round(cache_seconds, 1), "train_images_per_s": images_seen / max(train_seconds, 1e-9),
-            "wall_seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(work)}
+            "cache_seconds": round(cache_seconds, 1), "train_images_per_s": images_per_s,
+            "wall_seconds": round(time.perf_counter() - t_start, 1), "work_dir": str(cfg.work_dir)}
 
 
 def _write_history(history: list[dict], work: Path) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import torch
 
-from coinmatch.models.modelfile import LoadedModel, ModelConfig, fingerprint_of, save_model
+from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.models.runtime import Embedder
 from coinmatch.training.augment import augment
@@ -84,11 +85,9 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     from coinmatch.training.validate import validate
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dim = cfg.dim
     base_config = ModelConfig(backbone=cfg.backbone, dim=None, pooling="gem", image_size=cfg.image_size,
                               grey=cfg.grey, rotations=cfg.rotations)
-    net = CoinEmbedder(cfg.backbone, dim=None, pooling="gem", weights=cfg.weights, grey=cfg.grey,
-                       rotations=cfg.rotations)
+    net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
     plain, views = positive_pairs(cache.images, cfg.image_size, cfg.seed)
     embedder = descriptor_embedder(net, base_config, device)
@@ -96,12 +95,10 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     y = embedder.embed(views, progress=progress)
     extract_seconds = time.perf_counter() - t
     del embedder  # its ONNX Runtime memory, before the whitened model gets its own
-    projection, mean = learned_whitening(x, y, dim, cfg.shrinkage)
+    projection, mean = learned_whitening(x, y, cfg.dim, cfg.shrinkage)
 
-    config = ModelConfig(backbone=cfg.backbone, dim=None, pooling="gem", image_size=cfg.image_size, grey=cfg.grey,
-                         rotations=cfg.rotations, whiten_dim=dim, trained=True)
-    white = CoinEmbedder(cfg.backbone, dim=None, pooling="gem", weights=cfg.weights, grey=cfg.grey,
-                         rotations=cfg.rotations, whiten_dim=dim)
+    config = replace(base_config, whiten_dim=cfg.dim, trained=True)
+    white = build_network(config, weights="random")  # the backbone comes from ``net``: loaded once
     white.load_state_dict(net.state_dict(), strict=False)
     set_whitening(white, projection, mean)
     final = descriptor_embedder(white, config, device)
@@ -113,4 +110,3 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     save_model(white.eval(), config, cfg.out)
     log.info("whitening fitted on %d positive pairs in %.0f s", len(x), extract_seconds)
     return {"row": row, "val": val, "extract_seconds": extract_seconds, "images": 2 * len(x)}
-
