@@ -13,8 +13,8 @@ from coinmatch.models.network import CoinEmbedder
 from coinmatch.training.augment import AugmentConfig, augment, augmentation_grid
 from coinmatch.training.cache import load_cache
 from coinmatch.training.data import make_loader
-from coinmatch.training.losses import LOSSES, SameTypeFirstMiner, build_loss
-from coinmatch.training.loop import freeze_early_layers
+from coinmatch.training.losses import LOSSES, SameTypeFirstMiner, build_loss, imprint
+from coinmatch.training.loop import _clean_embeddings, freeze_early_layers
 
 from test_cli import BIN, ROOT
 
@@ -97,6 +97,36 @@ def test_loss_falls_when_fitting_a_batch(cache, loss_name):
         opt.step()
         losses.append(float(loss))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+@pytest.mark.parametrize("loss_name", ["arcface", "subcenter-arcface"])
+def test_imprinted_class_centres_start_at_each_coin(cache, loss_name):
+    torch.manual_seed(0)
+    net = CoinEmbedder("efficientnet_lite0")  # the pooled ImageNet features, 1280-d
+    emb = torch.from_numpy(_clean_embeddings(net, cache, 72, "cpu"))
+    x, labels, _ = next(iter(make_loader(cache, 72, batch_size=16, views=2, seed=1)))
+    with torch.no_grad():
+        views = net.eval()(x)
+    loss_fn, _ = build_loss(loss_name, num_classes=len(cache), dim=1280)
+
+    def nearest_is_own() -> float:  # how many augmented views lie nearest a centre of their own coin
+        nearest = (views @ loss_fn.W).reshape(len(views), len(cache), -1).amax(dim=2).argmax(dim=1)
+        return float((nearest == labels).float().mean())
+
+    with torch.no_grad():
+        random_start, random_nearest = float(loss_fn(views, labels)), nearest_is_own()
+    assert imprint(loss_fn, emb)
+    centres = loss_fn.W.t().reshape(len(cache), -1, 1280)  # class c: its sub-centres
+    own = torch.einsum("ckd,cd->ck", centres, torch.nn.functional.normalize(emb, dim=1))
+    assert float(own.min()) > 0.99  # every centre (each sub-centre too) sits at its own coin
+    with torch.no_grad():
+        imprinted = float(loss_fn(views, labels))
+        imprinted_nearest = nearest_is_own()
+    # 60 coins: chance is 1/60; views turned, re-lit and blurred, by untrained features at 72 px
+    assert imprinted_nearest >= random_nearest + 0.1 and imprinted < random_start
+    with pytest.raises(ValueError, match="do not fit"):
+        imprint(loss_fn, emb[:10])
+    assert not imprint(build_loss("triplet", len(cache), 1280)[0], emb)
 
 
 def test_same_type_miner_prefers_negatives_of_the_anchor_type():

@@ -27,8 +27,8 @@ from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, load_cache
 from coinmatch.training.data import make_loader
-from coinmatch.training.losses import build_loss
-from coinmatch.training.validate import RealPairs, fixed_views, validate
+from coinmatch.training.losses import build_loss, imprint
+from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, validate
 from coinmatch.training.whitening import fit_whitening
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     history: list[dict] = []
     start_epoch, best, best_epoch, stale = 0, -np.inf, -1, 0
     ckpt = work / "last.pt"
-    if cfg.resume and ckpt.exists():
+    resuming = cfg.resume and ckpt.exists()
+    if hasattr(loss_fn, "W") and not resuming:
+        imprint(loss_fn, torch.from_numpy(_clean_embeddings(net, train_cache, cfg.image_size, device)), seed=cfg.seed)
+    if resuming:
         state = torch.load(ckpt, map_location=device, weights_only=False)
         net.load_state_dict(state["net"])
         loss_fn.load_state_dict(state["loss"])
@@ -236,6 +239,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             break
     return _summary(cfg, history, best_epoch, images_seen / max(train_seconds, 1e-9), train_cache, val_cache, cache,
                     cache_seconds, t_start)
+
+
+def _clean_embeddings(net: CoinEmbedder, cache: TrainingCache, size: int, device: str, chunk: int = 512) -> np.ndarray:
+    """The network's embedding of every cached coin as it is (no augmentation), one angle: imprinting's centres."""
+    rotations, net.rotations = net.rotations, 1
+    try:
+        out = [embed_arrays(net, np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+                                           for im in cache.images[s:s + chunk]]), device)
+               for s in range(0, len(cache), chunk)]
+    finally:
+        net.rotations = rotations
+    return np.concatenate(out)
 
 
 def _summary(cfg: TrainConfig, history: list[dict], best_epoch: int, images_per_s: float, train_cache: TrainingCache,

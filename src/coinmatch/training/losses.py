@@ -4,7 +4,9 @@
   when a type column exists, triplets whose negative is a coin of the anchor's own type come first
   ("a similar coin of a different class", as the research mines).
 * arcface / subcenter-arcface: additive angular margin; their class centres are parameters that
-  get their own learning rate.
+  get their own learning rate, and start imprinted: at the embedding of their own coin (Qi et al.,
+  "Low-shot learning with imprinted weights", 2018), not at random, so the first steps do not pull
+  the pretrained features towards thousands of random centres.
 """
 
 from __future__ import annotations
@@ -59,3 +61,24 @@ def build_loss(name: str, num_classes: int, dim: int, mining: str = "semihard", 
         return losses.SubCenterArcFaceLoss(num_classes=num_classes, embedding_size=dim, margin=28.6 if margin is None else margin, scale=30,
                                            sub_centers=3), None
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+
+
+def imprint(loss_fn: torch.nn.Module, class_embeddings: torch.Tensor, noise: float = 0.05, seed: int = 0) -> bool:
+    """Set the class centres of an ArcFace-style loss to each class's own embedding (row c: class c).
+
+    Sub-center ArcFace gets the same start for all sub-centres of a class, jittered by a random vector of
+    length about ``noise`` so that they can part. Returns False for a loss without class centres (triplet)."""
+    w = getattr(loss_fn, "W", None)
+    if w is None:
+        return False
+    k = getattr(loss_fn, "sub_centers", 1)
+    n = class_embeddings.shape[0]
+    if w.shape != (class_embeddings.shape[1], n * k):
+        raise ValueError(f"{n} class embeddings of size {class_embeddings.shape[1]} do not fit centres {tuple(w.shape)}")
+    centres = torch.nn.functional.normalize(class_embeddings.float(), dim=1).repeat_interleave(k, dim=0)
+    if k > 1:
+        g = torch.Generator().manual_seed(seed)
+        centres = centres + noise / centres.shape[1] ** 0.5 * torch.randn(centres.shape, generator=g)
+    with torch.no_grad():
+        w.copy_(torch.nn.functional.normalize(centres, dim=1).t().to(w.device, w.dtype))
+    return True
