@@ -70,6 +70,8 @@ def test_batches_hold_several_views_per_coin(cache):
         if li in firsts:
             assert not torch.equal(firsts[li], xi)  # each view augmented on its own
         firsts[li] = xi
+    x2, labels2, _ = next(iter(make_loader(cache, 64, batch_size=12, views=2, seed=0)))
+    assert torch.equal(labels, labels2) and torch.equal(x, x2)  # one seed, one sequence of batches
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)

@@ -42,6 +42,10 @@ class TrainingCache:
     def __len__(self) -> int:
         return len(self.images)
 
+    def plain(self, size: int, start: int = 0, stop: int | None = None) -> list[np.ndarray]:
+        """Cached coins ``start:stop`` as they are, resized to the network's ``size`` (no augmentation)."""
+        return [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in self.images[start:stop]]
+
     def subset(self, idx: np.ndarray) -> "TrainingCache":
         return TrainingCache(self.images[idx], self.labels[idx], self.types[idx], [self.names[i] for i in idx],
                              self.type_names)

@@ -41,6 +41,9 @@ def make_loader(cache: TrainingCache, out_size: int, batch_size: int, views: int
     batch_size = max(views * 2, batch_size - batch_size % views)
     length = len(cache) * views
     sampler = MPerClassSampler(cache.labels.tolist(), m=views, batch_size=batch_size, length_before_new_iter=length)
-    torch.manual_seed(seed * 1000 + epoch)  # the sampler draws from torch's global generator
+    # MPerClassSampler draws from numpy's global generator (pytorch-metric-learning's NUMPY_RANDOM),
+    # the DataLoader from torch's: both are seeded, so one seed gives one sequence of batches
+    np.random.seed(seed * 1000 + epoch)
+    torch.manual_seed(seed * 1000 + epoch)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                       persistent_workers=False)

@@ -245,9 +245,7 @@ def _clean_embeddings(net: CoinEmbedder, cache: TrainingCache, size: int, device
     """The network's embedding of every cached coin as it is (no augmentation), one angle: imprinting's centres."""
     rotations, net.rotations = net.rotations, 1
     try:
-        out = [embed_arrays(net, np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
-                                           for im in cache.images[s:s + chunk]]), device)
-               for s in range(0, len(cache), chunk)]
+        out = [embed_arrays(net, np.stack(cache.plain(size, s, s + chunk)), device) for s in range(0, len(cache), chunk)]
     finally:
         net.rotations = rotations
     return np.concatenate(out)

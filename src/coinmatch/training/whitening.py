@@ -18,7 +18,6 @@ import logging
 import time
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import torch
 
@@ -72,12 +71,10 @@ def descriptor_embedder(net: CoinEmbedder, config: ModelConfig, device: str) -> 
     return Embedder(LoadedModel(net.eval(), config, fingerprint_of(net, config), "training"), device=device)
 
 
-def positive_pairs(images: np.ndarray, size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def positive_pairs(cache, size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each cached coin as it is (resized) and one augmented view of it."""
     rng = np.random.default_rng(seed)
-    plain = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
-    views = [augment(im, rng, size) for im in images]
-    return plain, views
+    return cache.plain(size), [augment(im, rng, size) for im in cache.images]
 
 
 def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
@@ -89,7 +86,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
                               grey=cfg.grey, rotations=cfg.rotations)
     net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
-    plain, views = positive_pairs(cache.images, cfg.image_size, cfg.seed)
+    plain, views = positive_pairs(cache, cfg.image_size, cfg.seed)
     embedder = descriptor_embedder(net, base_config, device)
     x = embedder.embed(plain, progress=progress)
     y = embedder.embed(views, progress=progress)
