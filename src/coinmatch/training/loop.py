@@ -204,7 +204,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            running = 0.9 * running + 0.1 * float(loss) if n_batches else float(loss)
+            value = loss.item()
+            running = 0.9 * running + 0.1 * value if n_batches else value
             n_batches += 1
             images_seen += len(x)
             bar.set_postfix(loss=f"{running:.4f}")
