@@ -153,7 +153,9 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["epochs_run"] == 1 and summary["train_images_per_s"] > 0
-    row = summary["history"][0]
+    start, row = summary["history"]
+    assert start["epoch"] == 0 and start["loss"] is None and 0 <= start["real_recall_at_1"] <= 1  # the network as it began
+    assert row["epoch"] == 1 and row["loss"] > 0
     for key in ("loss", "val_pos_sim", "val_neg_sim", "val_roc_auc", "val_precision_at_1", "val_map_at_r",
                 "real_recall_at_1"):
         assert key in row
@@ -166,7 +168,7 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     args[args.index("--epochs") + 1] = "2"
     proc = subprocess.run(args + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert [h["epoch"] for h in json.loads(proc.stdout)["history"]] == [1, 2]
+    assert [h["epoch"] for h in json.loads(proc.stdout)["history"]] == [0, 1, 2]
     # the trained model builds a catalogue and searches it
     cat = tmp_path / "cat"
     proc = subprocess.run([BIN, "catalog", "build", str(cat), str(demo_dir / "catalogue.csv"), "--model", str(out),
@@ -176,6 +178,31 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     q = next((demo_dir / "queries").iterdir())
     res = subprocess.run([BIN, "search", str(cat), str(q), "--json"], capture_output=True, text=True, cwd=ROOT)
     assert len(json.loads(res.stdout)["results"]) == 5
+
+
+def test_a_run_whose_epochs_score_worse_keeps_the_starting_network(tmp_path, demo_dir, monkeypatch):
+    from coinmatch.training import loop
+
+    real_validate, scores, saved = loop.validate, iter([0.9, 0.2, 0.4]), []
+
+    def worse_after_training(*args, **kwargs):  # real validation, with the real-pair score of a run that degrades
+        return {**real_validate(*args, **kwargs), "real_recall_at_1": next(scores)}
+
+    real_save = loop.save_model
+    monkeypatch.setattr(loop, "validate", worse_after_training)
+    monkeypatch.setattr(loop, "save_model", lambda net, config, path: (saved.append(config.info["epoch"]),
+                                                                      real_save(net, config, path)))
+    out = tmp_path / "kept.cm"
+    summary = loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(out), epochs=2,
+                                          image_size=64, batch_size=12, limit=24, patience=5,
+                                          val_pairs=str(demo_dir / "pairs.csv"), device="cpu"), progress=False)
+    assert [h["epoch"] for h in summary["history"]] == [0, 1, 2] and summary["epochs_run"] == 2
+    assert summary["best_epoch"] == 0 and saved == [0]  # neither epoch was written over the starting network
+    info = load_model(out).config.info
+    assert info["epoch"] == 0 and info["validation"]["real_recall_at_1"] == 0.9
+    with open(tmp_path / "kept.train" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"] and rows[0]["loss"] == ""
 
 
 def test_learned_whitening_damps_what_varies_within_pairs():

@@ -1,8 +1,9 @@
 """The training loop: cache -> augmented batches -> loss -> validation -> model file, with checkpoints.
 
 Every epoch: train on augmented views, validate on held-out coins, append to history.csv, save
-``last.pt`` (resumable), and write the model file when the validation score improves. Stops early
-after ``patience`` epochs without improvement, or when ``max_minutes`` is spent.
+``last.pt`` (resumable), and write the model file when the validation score improves. Before the
+first epoch the starting network is scored too (epoch 0) and written as the model to beat. Stops
+early after ``patience`` epochs without improvement, or when ``max_minutes`` is spent.
 """
 
 from __future__ import annotations
@@ -183,6 +184,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
                                grey=cfg.grey, rotations=cfg.rotations, trained=True)
+
+    def keep(row: dict) -> None:
+        model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,
+                             "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
+                             "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
+        save_model(net.eval(), model_config, cfg.out)
+
+    if not resuming:
+        # epoch 0: the starting network (ImageNet backbone, fresh head) is scored like every epoch and kept as the
+        # model to beat, so the history shows whether training helps at all and a run never ends worse than it began
+        t0 = time.perf_counter()
+        net.rotations = cfg.rotations
+        val = validate(net, views, device, real)
+        row = {"epoch": 0, "loss": None, "seconds": round(time.perf_counter() - t0, 1),
+               **{k: v for k, v in val.items() if not k.startswith("_")}}
+        history.append(row)
+        best, best_epoch = _score(val), 0
+        keep(row)
+        _write_history(history, work)
     images_seen, train_seconds = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
@@ -216,13 +236,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)
-        score = val.get("real_recall_at_1", val["val_map_at_r"]) + 1e-3 * val["val_map_at_r"]
+        score = _score(val)
         if score > best:
             best, best_epoch, stale = score, epoch + 1, 0
-            model_config.info = {"loss": cfg.loss, "epoch": epoch + 1, "manifests": cfg.manifests,
-                                 "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
-                                 "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
-            save_model(net.eval(), model_config, cfg.out)
+            keep(row)
         else:
             stale += 1
         torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
@@ -238,8 +255,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
             log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
             break
+    if best_epoch == 0:
+        log.warning("no epoch beat the starting network on the validation score: %s holds the starting network",
+                    cfg.out)
     return _summary(cfg, history, best_epoch, images_seen / max(train_seconds, 1e-9), train_cache, val_cache, cache,
                     cache_seconds, t_start)
+
+
+def _score(val: dict) -> float:
+    """What early stopping and the saved model follow: recall@1 on real photo pairs when given, else MAP@R."""
+    return val.get("real_recall_at_1", val["val_map_at_r"]) + 1e-3 * val["val_map_at_r"]
 
 
 def _clean_embeddings(net: CoinEmbedder, cache: TrainingCache, size: int, device: str, chunk: int = 512) -> np.ndarray:
@@ -254,7 +279,7 @@ def _clean_embeddings(net: CoinEmbedder, cache: TrainingCache, size: int, device
 
 def _summary(cfg: TrainConfig, history: list[dict], best_epoch: int, images_per_s: float, train_cache: TrainingCache,
              val_cache: TrainingCache, cache: TrainingCache, cache_seconds: float, t_start: float) -> dict:
-    return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
+    return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in history), "history": history,
             "train_images": len(train_cache), "val_images": len(val_cache),
             "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
             "cache_seconds": round(cache_seconds, 1), "train_images_per_s": images_per_s,
