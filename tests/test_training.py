@@ -46,6 +46,52 @@ def test_exact_and_perceptual_duplicates_are_dropped(tmp_path, demo_dir):
     assert len(c) == 2 and len(c.dropped_duplicates) == 2
 
 
+def test_prepared_cache_is_read_back_from_disk_until_an_input_changes(tmp_path, demo_dir, monkeypatch, caplog):
+    import shutil
+
+    from coinmatch.training import cache as cache_module
+
+    monkeypatch.setenv("COINMATCH_CACHE", str(tmp_path / "cache"))
+    names = sorted((demo_dir / "catalogue").iterdir())[:4]
+    for p in names:
+        shutil.copy(p, tmp_path / p.name)
+    shutil.copy(names[0], tmp_path / "twin.jpg")  # an exact duplicate: its drop is part of what the cache keeps
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")  # skipped, and named as skipped on every run
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["image", "denomination"])
+        w.writeheader()
+        w.writerows([{"image": p.name, "denomination": p.name[:3]} for p in names]
+                    + [{"image": "twin.jpg", "denomination": "x"}, {"image": "broken.jpg", "denomination": "x"}])
+    first = load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False)
+    [stored] = (tmp_path / "cache" / "training").glob("*.npz")
+    assert stored.stat().st_size > first.images.nbytes
+
+    build = cache_module._build
+    monkeypatch.setattr(cache_module, "_build", lambda *a, **k: pytest.fail("built again though nothing changed"))
+    again = load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False)
+    assert np.array_equal(again.images, first.images) and np.array_equal(again.types, first.types)
+    assert (again.names, again.type_names, again.dropped_duplicates, again.skipped) == \
+        (first.names, first.type_names, first.dropped_duplicates, first.skipped)
+    assert len(again) == 4 and len(again.dropped_duplicates) == 1 and "broken.jpg" in again.skipped[0]
+    monkeypatch.setattr(cache_module, "_build", build)
+
+    # another size, or a photo replaced by another one, is another cache
+    assert load_cache(tmp_path / "m.csv", 48, type_column="denomination", progress=False).size == 48
+    shutil.copy(sorted((demo_dir / "catalogue").iterdir())[10], tmp_path / names[1].name)
+    changed = load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False)
+    assert not np.array_equal(changed.images[1], first.images[1]) and np.array_equal(changed.images[0], first.images[0])
+
+    # a damaged cache file is rebuilt (with a warning), never trusted
+    assert len(list(stored.parent.glob("*.npz"))) == 3
+    latest = max(stored.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)  # the changed inputs' cache
+    latest.write_bytes(latest.read_bytes()[:1000])
+    with caplog.at_level("WARNING"):
+        rebuilt = load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False)
+    assert "unreadable training cache" in caplog.text and np.array_equal(rebuilt.images, changed.images)
+    assert np.array_equal(load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False).images,
+                          changed.images)  # and the rebuilt file is whole again
+
+
 def test_augmentations_differ_per_draw_and_are_reproducible(cache):
     crop = cache.images[0]
     a = augment(crop, np.random.default_rng(1), 64)
@@ -97,7 +143,7 @@ def test_loss_falls_when_fitting_a_batch(cache, loss_name):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
 
 

@@ -308,6 +308,9 @@ def train(
     id_column: str = typer.Option("coin_id", "--id-column"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images of each manifest."),
+    disk_cache: bool = typer.Option(True, "--disk-cache/--no-disk-cache",
+                                    help="Keep the prepared training images on disk (COINMATCH_CACHE) so the next "
+                                         "run skips finding the coins (~0.5 GB for 7,000 photos at 128 px)."),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
@@ -324,7 +327,7 @@ def train(
                       shrinkage=shrinkage, epochs=epochs, batch_size=batch_size,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
-                      limit=limit, seed=seed, device=device, resume=resume)
+                      limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume)
     summary = run_training(cfg, progress=not as_json)
     if as_json:
         _emit_json({k: v for k, v in summary.items()})

@@ -66,6 +66,7 @@ class TrainConfig:
     device: str | None = None
     workers: int = 0
     limit: int | None = None  # images per manifest (tests, quick looks)
+    disk_cache: bool = True  # keep the prepared images on disk for the next run (training/cache.py)
     max_minutes: float | None = None
     resume: bool = False
     extra: dict = field(default_factory=dict)
@@ -138,7 +139,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     cache_size = int(round(cfg.image_size * 1.15))  # room for scale and shift before the final size
 
     t = time.perf_counter()
-    caches = [load_cache(m, cache_size, cfg.type_column, progress=progress, limit=cfg.limit) for m in cfg.manifests]
+    caches = [load_cache(m, cache_size, cfg.type_column, progress=progress, limit=cfg.limit,
+                         disk=cfg.disk_cache) for m in cfg.manifests]
     cache = TrainingCache.merge(caches)
     cache_seconds = time.perf_counter() - t
     train_cache, val_cache = split_validation(cache, cfg.val_fraction, cfg.val_max, cfg.seed)
