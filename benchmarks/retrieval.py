@@ -1,7 +1,7 @@
 """Retrieval on real same-coin pairs, every method side by side in one run.
 
     .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify] [--skip-baselines]
-        [--skip-default] [--invariant] [--name retrieval]
+        [--skip-default] [--invariant [--invariant-size 224]] [--name retrieval]
 
 Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of the same types;
 queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-default", action="store_true")
     ap.add_argument("--invariant", action="store_true", help="also the untrained network, grey, 16 rotations")
+    ap.add_argument("--invariant-size", type=int, default=224,
+                    help="its input size (128: the size the gradient-trained models see)")
     ap.add_argument("--name", default="retrieval", help="results file name in benchmarks/results/")
     args = ap.parse_args()
     cat_csv, q_csv = pairs_manifests()
@@ -121,10 +123,11 @@ def main() -> None:
         rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
                                images_by_form, verify=not args.skip_verify)
     if args.invariant:
-        config = ModelConfig(grey=True, rotations=16)
-        path = WORK / "untrained-grey-rot16.cm"
+        config = ModelConfig(grey=True, rotations=16, image_size=args.invariant_size)
+        path = WORK / f"untrained-grey-rot16-{args.invariant_size}.cm"
         save_model(build_network(config).eval(), config, path)
-        rows += coinmatch_rows("untrained Lite0, grey, rotation pooling over 16 angles", str(path), cat_csv,
+        size = "" if args.invariant_size == 224 else f", {args.invariant_size} px"
+        rows += coinmatch_rows(f"untrained Lite0, grey, rotation pooling over 16 angles{size}", str(path), cat_csv,
                                queries, images_by_form, verify=not args.skip_verify)
     models = args.models if args.models is not None else sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
     for m in models:

@@ -226,6 +226,22 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     assert len(json.loads(res.stdout)["results"]) == 5
 
 
+def test_validation_through_onnx_runtime_gives_torchs_figures(tmp_path, cache):
+    from coinmatch.models.modelfile import ModelConfig
+    from coinmatch.training.validate import fixed_views, onnx_embed, validate
+
+    torch.manual_seed(0)
+    config = ModelConfig(dim=32, image_size=64, grey=True, rotations=2)
+    net = CoinEmbedder("efficientnet_lite0", dim=32, grey=True, rotations=2).eval()
+    views = fixed_views(cache, 64)
+    embed = onnx_embed(net, config, tmp_path / "validation.onnx")
+    assert embed is not None and (tmp_path / "validation.onnx").stat().st_size > 0
+    by_torch, by_onnx = validate(net, views, "cpu"), validate(net, views, "cpu", embed=embed)
+    np.testing.assert_allclose(by_onnx["_pos"], by_torch["_pos"], atol=1e-4)
+    for key in ("val_pos_sim", "val_neg_sim", "val_roc_auc", "val_precision_at_1"):
+        assert abs(by_onnx[key] - by_torch[key]) < 1e-3, key
+
+
 def test_a_run_whose_epochs_score_worse_keeps_the_starting_network(tmp_path, demo_dir, monkeypatch):
     from coinmatch.training import loop
 

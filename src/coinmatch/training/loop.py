@@ -29,7 +29,7 @@ from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, load_cache
 from coinmatch.training.data import make_loader
 from coinmatch.training.losses import build_loss, imprint
-from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, validate
+from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, onnx_embed, validate
 from coinmatch.training.whitening import fit_whitening
 
 log = logging.getLogger(__name__)
@@ -193,12 +193,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                              "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
         save_model(net.eval(), model_config, cfg.out)
 
+    def fast(net: CoinEmbedder):  # validation through ONNX Runtime on CPU; torch on CUDA
+        return onnx_embed(net, model_config, work / "validation.onnx") if device == "cpu" else None
+
     if not resuming:
         # epoch 0: the starting network (ImageNet backbone, fresh head) is scored like every epoch and kept as the
         # model to beat, so the history shows whether training helps at all and a run never ends worse than it began
         t0 = time.perf_counter()
         net.rotations = cfg.rotations
-        val = validate(net, views, device, real)
+        val = validate(net, views, device, real, embed=fast(net))
         row = {"epoch": 0, "loss": None, "seconds": round(time.perf_counter() - t0, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)
@@ -234,7 +237,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         sched.step()
         net.rotations = cfg.rotations
         train_seconds += time.perf_counter() - t_epoch
-        val = validate(net, views, device, real)
+        val = validate(net, views, device, real, embed=fast(net))
         row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)

@@ -45,6 +45,32 @@ def embed_arrays(net: torch.nn.Module, images: np.ndarray, device: str, batch: i
     return np.concatenate(out)
 
 
+def onnx_embed(net: torch.nn.Module, config, path):
+    """Arrays -> vectors through ONNX Runtime, for the network as it is now.
+
+    The network is exported to ``path`` (checked against torch within 1e-4) and run there: 4-5x
+    faster than torch on CPU, which matters for rotation-pooled networks (16 backbone passes per image).
+    Returns None when the export fails; validation then runs in torch.
+    """
+    import logging
+
+    from coinmatch.models.modelfile import LoadedModel
+    from coinmatch.models.runtime import _session, batch_size_for, export_onnx, to_batch
+
+    try:
+        session = _session(export_onnx(LoadedModel(net.eval(), config, "validation", "training"), path), "cpu")
+    except Exception as exc:  # noqa: BLE001 - slower, not wrong
+        logging.getLogger(__name__).warning("validation in torch: ONNX export failed (%s)", exc)
+        return None
+    step, size = batch_size_for(config.rotations), config.image_size
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([session.run(None, {"pixels": to_batch(list(images[s:s + step]), size)})[0]
+                               for s in range(0, len(images), step)])
+
+    return embed
+
+
 def separation(a: np.ndarray, b: np.ndarray, rng_seed: int = 0) -> dict:
     """Positive pairs (a_i, b_i) against unmatched pairs (a_i, b_j), j != i."""
     pos = np.sum(a * b, axis=1)
