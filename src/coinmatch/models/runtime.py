@@ -74,7 +74,8 @@ def export_onnx(model: "LoadedModel", path: Path) -> Path:
     return path
 
 
-def _session(path: Path, device: str):
+def onnx_session(path: Path, device: str):
+    """An ONNX Runtime session on the device's provider (CUDA when asked and present), quiet logs."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -108,7 +109,7 @@ class Embedder:
                 path = onnx_path(self.model.config.backbone, self.fingerprint)
                 if not path.exists():
                     export_onnx(self.model, path)
-                self._session = _session(path, self.device)
+                self._session = onnx_session(path, self.device)
             except Exception as exc:  # noqa: BLE001 - fall back, but say so
                 log.warning("ONNX Runtime unavailable for this model (%s); using torch", exc)
                 self.backend = "torch"
@@ -125,7 +126,7 @@ class Embedder:
             obj.model, obj.size, obj.dim = None, int(config["image_size"]), int(dim)
             obj.batch_size = batch_size_for(int(config.get("rotations", 1)))
             obj.fingerprint, obj.source, obj.device, obj.backend = fingerprint, source, "cpu", "onnx"
-            obj._session = _session(path, "cpu")
+            obj._session = onnx_session(path, "cpu")
             return obj
         from coinmatch.models.modelfile import load_model
 

@@ -193,7 +193,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                              "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
         save_model(net.eval(), model_config, cfg.out)
 
-    def fast(net: CoinEmbedder):  # validation through ONNX Runtime on CPU; torch on CUDA
+    def fast():  # validation through ONNX Runtime on CPU (the network as it is now); torch on CUDA
         return onnx_embed(net, model_config, work / "validation.onnx") if device == "cpu" else None
 
     if not resuming:
@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         # model to beat, so the history shows whether training helps at all and a run never ends worse than it began
         t0 = time.perf_counter()
         net.rotations = cfg.rotations
-        val = validate(net, views, device, real, embed=fast(net))
+        val = validate(net, views, device, real, embed=fast())
         row = {"epoch": 0, "loss": None, "seconds": round(time.perf_counter() - t0, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)
@@ -237,7 +237,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         sched.step()
         net.rotations = cfg.rotations
         train_seconds += time.perf_counter() - t_epoch
-        val = validate(net, views, device, real, embed=fast(net))
+        val = validate(net, views, device, real, embed=fast())
         row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)
@@ -284,7 +284,8 @@ def _clean_embeddings(net: CoinEmbedder, cache: TrainingCache, size: int, device
 
 def _summary(cfg: TrainConfig, history: list[dict], best_epoch: int, images_per_s: float, train_cache: TrainingCache,
              val_cache: TrainingCache, cache: TrainingCache, cache_seconds: float, t_start: float) -> dict:
-    return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in history), "history": history,
+    return {"model": cfg.out, "best_epoch": best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in history),
+            "history": history,
             "train_images": len(train_cache), "val_images": len(val_cache),
             "duplicates_dropped": len(cache.dropped_duplicates), "skipped": cache.skipped,
             "cache_seconds": round(cache_seconds, 1), "train_images_per_s": images_per_s,

@@ -8,6 +8,7 @@ With real pairs (``--val-pairs``): recall@1 on real photographs of the same coin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ from sklearn.metrics import roc_auc_score
 
 from coinmatch.training.augment import augment
 from coinmatch.training.cache import TrainingCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,15 +55,13 @@ def onnx_embed(net: torch.nn.Module, config, path):
     faster than torch on CPU, which matters for rotation-pooled networks (16 backbone passes per image).
     Returns None when the export fails; validation then runs in torch.
     """
-    import logging
-
     from coinmatch.models.modelfile import LoadedModel
-    from coinmatch.models.runtime import _session, batch_size_for, export_onnx, to_batch
+    from coinmatch.models.runtime import batch_size_for, export_onnx, onnx_session, to_batch
 
     try:
-        session = _session(export_onnx(LoadedModel(net.eval(), config, "validation", "training"), path), "cpu")
+        session = onnx_session(export_onnx(LoadedModel(net.eval(), config, "validation", "training"), path), "cpu")
     except Exception as exc:  # noqa: BLE001 - slower, not wrong
-        logging.getLogger(__name__).warning("validation in torch: ONNX export failed (%s)", exc)
+        log.warning("validation in torch: ONNX export failed (%s)", exc)
         return None
     step, size = batch_size_for(config.rotations), config.image_size
 
