@@ -90,7 +90,9 @@ class Embedder:
     """Vectors for coin crops with a loaded model, through ONNX Runtime or torch."""
 
     def __init__(self, model: "LoadedModel | str | None" = None, backend: str = "onnx", device: str | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, onnx_file: Path | None = None):
+        """``onnx_file``: export there, afresh (a network that is still changing, as in training's validation),
+        instead of once into the shared cache under the model's fingerprint."""
         import torch
 
         from coinmatch.models.modelfile import LoadedModel, load_model
@@ -106,8 +108,8 @@ class Embedder:
         self._session = None
         if backend == "onnx":
             try:
-                path = onnx_path(self.model.config.backbone, self.fingerprint)
-                if not path.exists():
+                path = onnx_file or onnx_path(self.model.config.backbone, self.fingerprint)
+                if onnx_file or not path.exists():
                     export_onnx(self.model, path)
                 self._session = onnx_session(path, self.device)
             except Exception as exc:  # noqa: BLE001 - fall back, but say so

@@ -200,7 +200,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         # epoch 0: the starting network (ImageNet backbone, fresh head) is scored like every epoch and kept as the
         # model to beat, so the history shows whether training helps at all and a run never ends worse than it began
         t0 = time.perf_counter()
-        net.rotations = cfg.rotations
         val = validate(net, views, device, real, embed=fast())
         row = {"epoch": 0, "loss": None, "seconds": round(time.perf_counter() - t0, 1),
                **{k: v for k, v in val.items() if not k.startswith("_")}}

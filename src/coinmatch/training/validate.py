@@ -8,7 +8,6 @@ With real pairs (``--val-pairs``): recall@1 on real photographs of the same coin
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +17,6 @@ from sklearn.metrics import roc_auc_score
 
 from coinmatch.training.augment import augment
 from coinmatch.training.cache import TrainingCache
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,25 +48,15 @@ def embed_arrays(net: torch.nn.Module, images: np.ndarray, device: str, batch: i
 def onnx_embed(net: torch.nn.Module, config, path):
     """Arrays -> vectors through ONNX Runtime, for the network as it is now.
 
-    The network is exported to ``path`` (checked against torch within 1e-4) and run there: 4-5x
+    The network is exported to ``path`` afresh (checked against torch within 1e-4) and run there: 4-5x
     faster than torch on CPU, which matters for rotation-pooled networks (16 backbone passes per image).
-    Returns None when the export fails; validation then runs in torch.
+    If the export fails, the Embedder says so and embeds in torch.
     """
     from coinmatch.models.modelfile import LoadedModel
-    from coinmatch.models.runtime import batch_size_for, export_onnx, onnx_session, to_batch
+    from coinmatch.models.runtime import Embedder
 
-    try:
-        session = onnx_session(export_onnx(LoadedModel(net.eval(), config, "validation", "training"), path), "cpu")
-    except Exception as exc:  # noqa: BLE001 - slower, not wrong
-        log.warning("validation in torch: ONNX export failed (%s)", exc)
-        return None
-    step, size = batch_size_for(config.rotations), config.image_size
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([session.run(None, {"pixels": to_batch(list(images[s:s + step]), size)})[0]
-                               for s in range(0, len(images), step)])
-
-    return embed
+    embedder = Embedder(LoadedModel(net.eval(), config, "validation", "training"), device="cpu", onnx_file=path)
+    return lambda images: embedder.embed(list(images))
 
 
 def separation(a: np.ndarray, b: np.ndarray, rng_seed: int = 0) -> dict:
