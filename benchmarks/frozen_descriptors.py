@@ -1,0 +1,200 @@
+"""What limits the trained models: the linear map on top, or the frozen descriptor under it?
+
+    .venv/bin/python benchmarks/frozen_descriptors.py [--backbones efficientnet_lite0 efficientnet_lite2]
+        [--limit 2000] [--train 1300] [--views 1] [--image-size 224] [--name frozen-descriptors]
+
+Each backbone (ImageNet weights, grey, rotation pooling over 16 angles, as `--grey --rotations 16`)
+embeds once: the euro real-pairs protocol (benchmarks/common.py), the held-out validation coins of
+`coinmatch train` (its split and its two fixed augmented views per coin), and ``--train`` training
+coins (OCRE, first ``--limit`` rows, + euro singles) as they are and in ``--views`` augmented views.
+On those cached descriptors, in seconds each:
+- the raw descriptor (what `--invariant` measures in retrieval.py);
+- the learned whitening of `--loss whitening` (training/whitening.py), at several shrinkages and sizes;
+- linear heads started from that whitening and trained further, through pytorch-metric-learning,
+  with triplet (semi-hard mining), ArcFace (imprinted centres) and multi-similarity losses.
+Reported: held-out augmented precision@1 (view b of each validation coin against view a of all) and
+euro recall@1 (nearest catalogue image) as photographed and catalogue-like.
+Whitening rows use every training coin and view unless they say otherwise.
+The descriptors are kept in out/benchmarks/ (``--reuse`` reads them back instead of embedding again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import DATA, WORK, format_table, pairs_manifests, save_results
+from coinmatch.catalog.build import build_catalogue
+from coinmatch.catalog.store import Catalogue
+from coinmatch.evaluation.protocol import load_query_images, read_queries
+from coinmatch.models.modelfile import ModelConfig, build_network, save_model
+from coinmatch.prepare import prepare_array
+from coinmatch.training.augment import augment
+from coinmatch.training.cache import TrainingCache, load_cache
+from coinmatch.training.loop import split_validation
+from coinmatch.training.validate import fixed_views
+from coinmatch.training.whitening import descriptor_embedder, learned_whitening
+
+FORMS = ("photo", "catalogue-like")
+
+
+def extract(backbone: str, size: int, limit: int, n_train: int, n_views: int) -> dict[str, np.ndarray]:
+    config = ModelConfig(backbone=backbone, grey=True, rotations=16, image_size=size)
+    net = build_network(config).eval()
+    embedder = descriptor_embedder(net, config, "cpu")
+    model_path = WORK / f"descriptor-{backbone}-{size}.cm"
+    save_model(net, config, model_path)
+    cat_csv, q_csv = pairs_manifests()
+    root = WORK / f"catalogue-descriptor-{backbone}-{size}"
+    build_catalogue(root, cat_csv, model=str(model_path), progress=True)
+    with Catalogue.open(root) as cat:
+        out = {"cat": cat.vectors(), "cat_ids": np.array(cat.row_entries())}
+    queries = read_queries(q_csv, "coin_id")
+    out["q_ids"] = np.array([q.true_id for q in queries])
+    for form in FORMS:
+        images = load_query_images(queries, form, seed=0)
+        out[form] = embedder.embed([prepare_array(im, q.name).crop for im, q in zip(images, queries)])
+    manifests = ((DATA / "ancient-coins" / "ocre.csv", limit), (DATA / "euro-coins" / "singles.csv", None))
+    # the training loop's cache size for 224 px (258), so its disk cache serves every size here
+    cache = TrainingCache.merge([load_cache(m, int(round(224 * 1.15)), "denomination", limit=n)
+                                 for m, n in manifests])
+    train, val = split_validation(cache, 0.08, 400, 0)
+    train = train.subset(np.sort(np.random.default_rng(1).permutation(len(train))[:n_train]))
+    va, vb = fixed_views(val, size)
+    out["val_a"], out["val_b"] = embedder.embed(list(va)), embedder.embed(list(vb))
+    rng = np.random.default_rng(0)
+    out["x"] = embedder.embed(train.plain(size), progress=True)
+    out["y"] = np.stack([embedder.embed([augment(im, rng, size) for im in train.images], progress=True)
+                         for _ in range(n_views)])
+    return out
+
+
+def normalise(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def scores(d: dict, transform) -> dict:
+    """Held-out augmented P@1 and euro recall@1 (both forms) after ``transform`` (array -> unit rows)."""
+    sims = transform(d["val_b"]) @ transform(d["val_a"]).T
+    row = {"val P@1": float(np.mean(sims.argmax(1) == np.arange(len(sims))))}
+    cat = transform(d["cat"])
+    for form in FORMS:
+        best = (transform(d[form]) @ cat.T).argmax(1)
+        row[form] = float(np.mean(d["cat_ids"][best] == d["q_ids"]))
+    return row
+
+
+def linear(weight: np.ndarray, bias: np.ndarray):
+    return lambda v: normalise(v @ weight.T + bias)
+
+
+def whitening(d: dict, dim: int, shrinkage: float):
+    n_views, dimension = d["y"].shape[0], d["x"].shape[1]
+    p, m = learned_whitening(np.tile(d["x"], (n_views, 1)), d["y"].reshape(-1, dimension), dim, shrinkage)
+    return p, -(p @ m)
+
+
+def train_head(d: dict, weight: np.ndarray, bias: np.ndarray, loss: str, lr: float, epochs: int,
+               seed: int = 0) -> list[tuple[int, float, np.ndarray, np.ndarray]]:
+    """A linear head (started from ``weight``, ``bias``) trained on the cached descriptors: every coin is a
+    class with 1 + V samples (as it is, and its views). Returns (epoch, loss, weight, bias) per epoch."""
+    from pytorch_metric_learning import distances, losses, miners
+
+    torch.manual_seed(seed)
+    samples = torch.from_numpy(np.concatenate([d["x"][:, None], d["y"].transpose(1, 0, 2)], 1)).float()
+    n, per, dimension = samples.shape
+    head = torch.nn.Linear(dimension, weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    miner = None
+    if loss == "triplet":
+        cosine = distances.CosineSimilarity()
+        loss_fn = losses.TripletMarginLoss(margin=0.1, distance=cosine)
+        miner = miners.TripletMarginMiner(margin=0.1, type_of_triplets="semihard", distance=cosine)
+    elif loss == "multi-similarity":
+        loss_fn, miner = losses.MultiSimilarityLoss(), miners.MultiSimilarityMiner()
+    else:
+        loss_fn = losses.ArcFaceLoss(n, weight.shape[0], margin=10, scale=30)
+        with torch.no_grad():  # imprinted centres, as the training loop does
+            loss_fn.W.copy_(F.normalize(head(samples.mean(1)), dim=1).T)
+    groups = [{"params": head.parameters(), "lr": lr}]
+    if list(loss_fn.parameters()):
+        groups.append({"params": loss_fn.parameters(), "lr": 1e-2})
+    opt = torch.optim.Adam(groups)
+    out = []
+    for epoch in range(1, epochs + 1):
+        total, steps = 0.0, 0
+        for idx in torch.randperm(n).split(64):
+            emb = F.normalize(head(samples[idx].reshape(-1, dimension)), dim=1)
+            labels = idx.repeat_interleave(per)
+            value = loss_fn(emb, labels, miner(emb, labels)) if miner else loss_fn(emb, labels)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+            total, steps = total + value.item(), steps + 1
+        out.append((epoch, total / steps, head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()))
+    return out
+
+
+def study(d: dict, label: str, head_epochs: int) -> list[dict]:
+    rows = [{"backbone": label, "method": "raw descriptor (no training)", **scores(d, normalise)}]
+    n, n_views = len(d["x"]), len(d["y"])
+    for coins in sorted({n // 4, n // 2, n}):  # how the whitening grows with its training pairs
+        for views in sorted({1, n_views}):
+            part = {**d, "x": d["x"][:coins], "y": d["y"][:views, :coins]}
+            rows.append({"backbone": label, "method": f"whitening 512-d, shrinkage 0.1, {coins} coins x {views} "
+                         f"view{'s' if views > 1 else ''}", **scores(part, linear(*whitening(part, 512, 0.1)))})
+    for shrinkage in (0.02, 0.05, 0.2, 0.4):
+        rows.append({"backbone": label, "method": f"whitening 512-d, shrinkage {shrinkage}",
+                     **scores(d, linear(*whitening(d, 512, shrinkage)))})
+    for dim in (128, 256, 1024):
+        rows.append({"backbone": label, "method": f"whitening {dim}-d, shrinkage 0.1",
+                     **scores(d, linear(*whitening(d, dim, 0.1)))})
+    start = whitening(d, 512, 0.1)
+    for loss in ("triplet", "arcface", "multi-similarity"):
+        for lr in (1e-4, 1e-3):
+            for epoch, value, w, b in train_head(d, *start, loss, lr, head_epochs):
+                if epoch in (1, 3, head_epochs):
+                    rows.append({"backbone": label, "method": f"whitening + {loss} head, lr {lr:g}, epoch {epoch} "
+                                 f"(loss {value:.3f})", **scores(d, linear(w, b))})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read (the training cache's --limit)")
+    ap.add_argument("--train", type=int, default=1300, help="training coins drawn from them (seed 1)")
+    ap.add_argument("--views", type=int, default=1, help="augmented views per training coin")
+    ap.add_argument("--head-epochs", type=int, default=10)
+    ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
+    ap.add_argument("--name", default="frozen-descriptors")
+    args = ap.parse_args()
+    rows = []
+    for backbone in args.backbones:
+        path = WORK / f"descriptors-{backbone}-{args.image_size}-{args.limit}-{args.train}-{args.views}.npz"
+        t = time.perf_counter()
+        if args.reuse and path.exists():
+            d = dict(np.load(path))
+        else:
+            d = extract(backbone, args.image_size, args.limit, args.train, args.views)
+            np.savez(path, **d)
+        how = "read back" if args.reuse and path.exists() else f"embedded in {time.perf_counter() - t:.0f} s"
+        print(f"{backbone}: descriptors of {len(d['x'])} training coins (as they are + {len(d['y'])} augmented "
+              f"view(s)), {len(d['val_a'])} validation coins and the euro protocol, {how}", flush=True)
+        rows += study(d, backbone, args.head_epochs)
+    text = format_table(rows, [("backbone", "backbone", "<18"), ("method", "method", "<70"),
+                               ("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
+                               ("catalogue-like", "cat-like R@1", "13.3f")])
+    print(text)
+    save_results(args.name, rows, text)
+
+
+if __name__ == "__main__":
+    main()
