@@ -1,7 +1,8 @@
 """What limits the trained models: the linear map on top, or the frozen descriptor under it?
 
     .venv/bin/python benchmarks/frozen_descriptors.py [--backbones efficientnet_lite0 efficientnet_lite2]
-        [--limit 2000] [--train 1300] [--views 1] [--image-size 224] [--name frozen-descriptors]
+        [--limit 2000] [--train 1300] [--views 1] [--image-size 224] [--head-epochs 10] [--reuse]
+        [--name frozen-descriptors]
 
 Each backbone (ImageNet weights, grey, rotation pooling over 16 angles, as `--grey --rotations 16`)
 embeds once: the euro real-pairs protocol (benchmarks/common.py), the held-out validation coins of
