@@ -35,8 +35,9 @@ from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.models.modelfile import ModelConfig, build_network, save_model
 from coinmatch.prepare import prepare_array
 from coinmatch.training.augment import augment
-from coinmatch.training.cache import TrainingCache, load_cache
-from coinmatch.training.loop import split_validation
+from coinmatch.training.cache import TrainingCache, cache_size, load_cache
+from coinmatch.training.losses import build_loss, imprint
+from coinmatch.training.loop import TrainConfig, split_validation
 from coinmatch.training.validate import fixed_views
 from coinmatch.training.whitening import descriptor_embedder, learned_whitening
 
@@ -60,10 +61,9 @@ def extract(backbone: str, size: int, limit: int, n_train: int, n_views: int) ->
         images = load_query_images(queries, form, seed=0)
         out[form] = embedder.embed([prepare_array(im, q.name).crop for im, q in zip(images, queries)])
     manifests = ((DATA / "ancient-coins" / "ocre.csv", limit), (DATA / "euro-coins" / "singles.csv", None))
-    # the training loop's cache size for 224 px (258), so its disk cache serves every size here
-    cache = TrainingCache.merge([load_cache(m, int(round(224 * 1.15)), "denomination", limit=n)
-                                 for m, n in manifests])
-    train, val = split_validation(cache, 0.08, 400, 0)
+    # the training loop's cache for 224 px, so its disk cache serves every size here
+    cache = TrainingCache.merge([load_cache(m, cache_size(224), "denomination", limit=n) for m, n in manifests])
+    train, val = split_validation(cache, TrainConfig.val_fraction, TrainConfig.val_max, TrainConfig.seed)
     train = train.subset(np.sort(np.random.default_rng(1).permutation(len(train))[:n_train]))
     va, vb = fixed_views(val, size)
     out["val_a"], out["val_b"] = embedder.embed(list(va)), embedder.embed(list(vb))
@@ -103,7 +103,7 @@ def train_head(d: dict, weight: np.ndarray, bias: np.ndarray, loss: str, lr: flo
                seed: int = 0) -> list[tuple[int, float, np.ndarray, np.ndarray]]:
     """A linear head (started from ``weight``, ``bias``) trained on the cached descriptors: every coin is a
     class with 1 + V samples (as it is, and its views). Returns (epoch, loss, weight, bias) per epoch."""
-    from pytorch_metric_learning import distances, losses, miners
+    from pytorch_metric_learning import losses, miners
 
     torch.manual_seed(seed)
     samples = torch.from_numpy(np.concatenate([d["x"][:, None], d["y"].transpose(1, 0, 2)], 1)).float()
@@ -112,17 +112,12 @@ def train_head(d: dict, weight: np.ndarray, bias: np.ndarray, loss: str, lr: flo
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(weight))
         head.bias.copy_(torch.from_numpy(bias))
-    miner = None
-    if loss == "triplet":
-        cosine = distances.CosineSimilarity()
-        loss_fn = losses.TripletMarginLoss(margin=0.1, distance=cosine)
-        miner = miners.TripletMarginMiner(margin=0.1, type_of_triplets="semihard", distance=cosine)
-    elif loss == "multi-similarity":
+    if loss == "multi-similarity":  # not among the training loop's losses
         loss_fn, miner = losses.MultiSimilarityLoss(), miners.MultiSimilarityMiner()
-    else:
-        loss_fn = losses.ArcFaceLoss(n, weight.shape[0], margin=10, scale=30)
-        with torch.no_grad():  # imprinted centres, as the training loop does
-            loss_fn.W.copy_(F.normalize(head(samples.mean(1)), dim=1).T)
+    else:  # the loop's own: triplet (semi-hard, margin 0.1) or ArcFace (margin 10, as in the runs)
+        loss_fn, miner = build_loss(loss, n, weight.shape[0], "semihard", 0.1 if loss == "triplet" else 10)
+        with torch.no_grad():  # ArcFace's centres imprinted, as the loop does (a no-op for triplet)
+            imprint(loss_fn, head(samples.mean(1)))
     groups = [{"params": head.parameters(), "lr": lr}]
     if list(loss_fn.parameters()):
         groups.append({"params": loss_fn.parameters(), "lr": 1e-2})
@@ -182,11 +177,11 @@ def main() -> None:
         path = WORK / f"descriptors-{backbone}-{args.image_size}-{args.limit}-{args.train}-{args.views}.npz"
         t = time.perf_counter()
         if args.reuse and path.exists():
-            d = dict(np.load(path))
+            d, how = dict(np.load(path)), "read back"
         else:
             d = extract(backbone, args.image_size, args.limit, args.train, args.views)
             np.savez(path, **d)
-        how = "read back" if args.reuse and path.exists() else f"embedded in {time.perf_counter() - t:.0f} s"
+            how = f"embedded in {time.perf_counter() - t:.0f} s"
         print(f"{backbone}: descriptors of {len(d['x'])} training coins (as they are + {len(d['y'])} augmented "
               f"view(s)), {len(d['val_a'])} validation coins and the euro protocol, {how}", flush=True)
         rows += study(d, backbone, args.head_epochs)

@@ -23,7 +23,7 @@ from coinmatch.catalog.manifest import read_manifest
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
 from coinmatch.training.augment import augment
-from coinmatch.training.cache import load_cache
+from coinmatch.training.cache import cache_size, load_cache
 from coinmatch.training.loop import freeze_early_layers
 from coinmatch.training.losses import build_loss
 
@@ -54,10 +54,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # an empty disk cache: the first load builds, the second reads
         os.environ["COINMATCH_CACHE"] = tmp
         t = time.perf_counter()
-        cache = load_cache(manifest, int(args.size * 1.15), limit=args.images, progress=False, dedupe=False)
+        cache = load_cache(manifest, cache_size(args.size), limit=args.images, progress=False, dedupe=False)
         cache_s = time.perf_counter() - t
         t = time.perf_counter()
-        again = load_cache(manifest, int(args.size * 1.15), limit=args.images, progress=False, dedupe=False)
+        again = load_cache(manifest, cache_size(args.size), limit=args.images, progress=False, dedupe=False)
         reread_s = time.perf_counter() - t
         assert np.array_equal(again.images, cache.images)
     if saved_env is None:
@@ -86,7 +86,7 @@ def main() -> None:
         for i in idx:
             for _ in range(2):  # each view decoded, located and resized again, as a naive loader does
                 crop = prepare_photo(paths[i]).crop
-                views.append(augment(cv2.resize(crop, (int(args.size * 1.15),) * 2, interpolation=cv2.INTER_AREA),
+                views.append(augment(cv2.resize(crop, (cache_size(args.size),) * 2, interpolation=cv2.INTER_AREA),
                                      rng, args.size))
         return to_tensor(views), torch.from_numpy(np.repeat(idx, 2))
 

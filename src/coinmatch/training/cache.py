@@ -77,6 +77,11 @@ class TrainingCache:
                    [d for c in caches for d in c.dropped_duplicates], [s for c in caches for s in c.skipped])
 
 
+def cache_size(image_size: int) -> int:
+    """The side the training images are cached at: room for augmentation's scale and shift before ``image_size``."""
+    return int(round(image_size * 1.15))
+
+
 def load_cache(manifest: str | Path, size: int, type_column: str | None = None, dedupe: bool = True,
                progress: bool = True, limit: int | None = None, disk: bool = True) -> TrainingCache:
     """Read every image of a manifest (each row its own class) into memory at ``size`` px.

@@ -26,7 +26,7 @@ from coinmatch.catalog.manifest import read_manifest
 from coinmatch.models.modelfile import ModelConfig, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
-from coinmatch.training.cache import TrainingCache, load_cache
+from coinmatch.training.cache import TrainingCache, cache_size, load_cache
 from coinmatch.training.data import make_loader
 from coinmatch.training.losses import build_loss, imprint
 from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, onnx_embed, validate
@@ -136,10 +136,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = cfg.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    cache_size = int(round(cfg.image_size * 1.15))  # room for scale and shift before the final size
 
     t = time.perf_counter()
-    caches = [load_cache(m, cache_size, cfg.type_column, progress=progress, limit=cfg.limit,
+    caches = [load_cache(m, cache_size(cfg.image_size), cfg.type_column, progress=progress, limit=cfg.limit,
                          disk=cfg.disk_cache) for m in cfg.manifests]
     cache = TrainingCache.merge(caches)
     cache_seconds = time.perf_counter() - t
