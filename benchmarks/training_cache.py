@@ -13,6 +13,7 @@ import argparse
 import os
 import tempfile
 import time
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -50,9 +51,8 @@ def main() -> None:
     args = ap.parse_args()
     manifest = DATA / "ancient-coins" / "ocre.csv"
     paths = [f.path for e in read_manifest(manifest) for f in e.faces][: args.images]
-    saved_env = os.environ.get("COINMATCH_CACHE")
-    with tempfile.TemporaryDirectory() as tmp:  # an empty disk cache: the first load builds, the second reads
-        os.environ["COINMATCH_CACHE"] = tmp
+    # an empty disk cache, for this block only: the first load builds, the second reads
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"COINMATCH_CACHE": tmp}):
         t = time.perf_counter()
         cache = load_cache(manifest, cache_size(args.size), limit=args.images, progress=False, dedupe=False)
         cache_s = time.perf_counter() - t
@@ -60,10 +60,6 @@ def main() -> None:
         again = load_cache(manifest, cache_size(args.size), limit=args.images, progress=False, dedupe=False)
         reread_s = time.perf_counter() - t
         assert np.array_equal(again.images, cache.images)
-    if saved_env is None:
-        os.environ.pop("COINMATCH_CACHE")
-    else:
-        os.environ["COINMATCH_CACHE"] = saved_env
     torch.manual_seed(0)
     net = CoinEmbedder("efficientnet_lite0", dim=128)
     freeze_early_layers(net, 2)
