@@ -38,14 +38,28 @@ def read_queries(manifest: str | Path, id_column: str) -> list[Query]:
     return out
 
 
+def grey(rgb: np.ndarray) -> np.ndarray:
+    """Luminance, as three equal channels."""
+    return cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+
+
+def rotate(rgb: np.ndarray, angle: float) -> np.ndarray:
+    """Turned by ``angle`` degrees about the centre, same size, edges replicated."""
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def shrink(rgb: np.ndarray, size: int = 128) -> np.ndarray:
+    """Resized to ``size`` px on the long side."""
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def catalogue_like(rgb: np.ndarray, rng: np.random.Generator, size: int = 128) -> np.ndarray:
     """Grey, rotated by a random angle about the centre, shrunk to ``size`` px on the long side."""
-    grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    h, w = grey.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(0, 360)), 1.0)
-    rotated = cv2.warpAffine(grey, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    scale = size / max(h, w)
-    return cv2.resize(rotated, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return shrink(rotate(grey(rgb), float(rng.uniform(0, 360))), size)
 
 
 def load_query_images(queries: list[Query], form: str = "photo", seed: int = 0) -> list[np.ndarray]:
