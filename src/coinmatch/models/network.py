@@ -90,19 +90,25 @@ class CoinEmbedder(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features((x - self.mean) / self.std)
 
-    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled, L2-normalised descriptor before whitening and head (averaged over the rotated views)."""
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """What the backbone sees: the batch (grey if so set) at each of the ``rotations`` angles, angle-major
+        ((rotations * N) x 3 x H x W; the batch itself when there is one angle)."""
         if self.grey:
             y = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
             x = y.expand(-1, 3, -1, -1)
         if self.rotations == 1:
-            return F.normalize(self.pool(self.features(x)), dim=1)
+            return x
         n, b = self.rotations, x.shape[0]
         grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
-        views = [x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
-                                     padding_mode="reflection", align_corners=False) for k in range(1, n)]
-        v = F.normalize(self.pool(self.features(torch.cat(views))), dim=1)
-        return F.normalize(v.view(n, b, -1).mean(dim=0), dim=1)
+        return torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
+                                              padding_mode="reflection", align_corners=False) for k in range(1, n)])
+
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled, L2-normalised descriptor before whitening and head (averaged over the rotated views)."""
+        v = F.normalize(self.pool(self.features(self.views(x))), dim=1)
+        if self.rotations == 1:
+            return v
+        return F.normalize(v.view(self.rotations, x.shape[0], -1).mean(dim=0), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.whiten(self.descriptor(x))), dim=1)
