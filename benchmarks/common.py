@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("COINMATCH_DATA", ROOT.parent / "shared" / "data"))
 EURO = DATA / "euro-coins"
@@ -44,6 +46,39 @@ def pairs_manifests() -> tuple[Path, Path]:
             if r["image"].endswith("_b.jpg"):
                 w.writerow([str(EURO / r["image"]), r["coin_id"], r["denomination"]])
     return cat, queries
+
+
+def euro_crops() -> tuple[np.ndarray, list[np.ndarray], list]:
+    """The real-pairs catalogue as coin crops: (entry ids, crops, the query list of evaluation.protocol)."""
+    from coinmatch.evaluation.protocol import read_queries
+    from coinmatch.images import load_rgb
+    from coinmatch.prepare import prepare_array
+
+    cat_csv, q_csv = pairs_manifests()
+    rows = list(csv.DictReader(open(cat_csv, encoding="utf-8")))
+    crops = [prepare_array(load_rgb(r["image"]), r["image"]).crop for r in rows]
+    return np.array([r["id"] for r in rows]), crops, read_queries(q_csv, "coin_id")
+
+
+def training_views(size: int, limit: int, n_train: int, n_views: int = 1) -> dict[str, list[np.ndarray]]:
+    """The sets of the frozen-descriptor studies, at ``size`` px: the training loop's held-out coins in its
+    two fixed augmented views (val_a, val_b), and ``n_train`` training coins (seed 1; OCRE, first ``limit``
+    rows, + euro singles) as they are (x) and in ``n_views`` augmented views each (y, seed 0, view-major:
+    view 1 of every coin, then view 2, ...)."""
+    from coinmatch.training.augment import augment
+    from coinmatch.training.cache import TrainingCache, cache_size, load_cache
+    from coinmatch.training.loop import TrainConfig, split_validation
+    from coinmatch.training.validate import fixed_views
+
+    manifests = ((DATA / "ancient-coins" / "ocre.csv", limit), (EURO / "singles.csv", None))
+    # the training loop's cache for 224 px, so its disk cache serves every size here
+    cache = TrainingCache.merge([load_cache(m, cache_size(224), "denomination", limit=n) for m, n in manifests])
+    train, val = split_validation(cache, TrainConfig.val_fraction, TrainConfig.val_max, TrainConfig.seed)
+    train = train.subset(np.sort(np.random.default_rng(1).permutation(len(train))[:n_train]))
+    va, vb = fixed_views(val, size)
+    rng = np.random.default_rng(0)
+    return {"val_a": list(va), "val_b": list(vb), "x": train.plain(size),
+            "y": [augment(im, rng, size) for _ in range(n_views) for im in train.images]}
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -24,21 +24,15 @@ The descriptors are kept in out/benchmarks/ (``--reuse`` reads them back instead
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 
 import cv2
 import numpy as np
 
-from common import DATA, WORK, format_table, pairs_manifests, save_results
-from coinmatch.evaluation.protocol import grey, load_query_images, read_queries, rotate, shrink
-from coinmatch.images import load_rgb
+from common import WORK, euro_crops, format_table, save_results, training_views
+from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.prepare import prepare_array
-from coinmatch.training.augment import augment
-from coinmatch.training.cache import TrainingCache, cache_size, load_cache
-from coinmatch.training.loop import TrainConfig, split_validation
-from coinmatch.training.validate import fixed_views
 from coinmatch.training.whitening import descriptor_embedder, learned_whitening
 
 ANGLES = 16
@@ -81,12 +75,8 @@ class AngleEmbedder:
 
 def extract(backbone: str, size: int, limit: int, n_train: int) -> dict[str, np.ndarray]:
     embed = AngleEmbedder(backbone, size)
-    cat_csv, q_csv = pairs_manifests()
-    rows = list(csv.DictReader(open(cat_csv, encoding="utf-8")))
-    out = {"cat_ids": np.array([r["id"] for r in rows])}
-    out["cat"] = embed([prepare_array(load_rgb(r["image"]), r["image"]).crop for r in rows], "euro catalogue")
-    queries = read_queries(q_csv, "coin_id")
-    out["q_ids"] = np.array([q.true_id for q in queries])
+    cat_ids, cat_crops, queries = euro_crops()
+    out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"), "q_ids": np.array([q.true_id for q in queries])}
     photos = load_query_images(queries, "photo")
     rng = np.random.default_rng(0)
     angles = [float(rng.uniform(0, 360)) for _ in photos]  # the draws catalogue_like makes with seed 0
@@ -94,15 +84,8 @@ def extract(backbone: str, size: int, limit: int, n_train: int) -> dict[str, np.
     forms["catalogue-like"] = load_query_images(queries, "catalogue-like", seed=0)
     for form, images in forms.items():
         out["q:" + form] = embed([prepare_array(im, q.name).crop for im, q in zip(images, queries)], form)
-    manifests = ((DATA / "ancient-coins" / "ocre.csv", limit), (DATA / "euro-coins" / "singles.csv", None))
-    cache = TrainingCache.merge([load_cache(m, cache_size(224), "denomination", limit=n) for m, n in manifests])
-    train, val = split_validation(cache, TrainConfig.val_fraction, TrainConfig.val_max, TrainConfig.seed)
-    train = train.subset(np.sort(np.random.default_rng(1).permutation(len(train))[:n_train]))
-    va, vb = fixed_views(val, size)
-    out["val_a"], out["val_b"] = embed(list(va), "validation views a"), embed(list(vb), "validation views b")
-    rng = np.random.default_rng(0)
-    out["x"] = embed(train.plain(size), "training coins")
-    out["y"] = embed([augment(im, rng, size) for im in train.images], "augmented training coins")
+    for key, crops in training_views(size, limit, n_train).items():
+        out[key] = embed(crops, key)
     return out
 
 
