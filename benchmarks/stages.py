@@ -1,0 +1,172 @@
+"""Descriptors pooled from intermediate stages of the backbone, alone and concatenated, raw and whitened.
+
+    .venv/bin/python benchmarks/stages.py [--image-size 224] [--limit 2000] [--train 1300] [--reuse]
+        [--name stages]
+
+EfficientNet-Lite0 with ImageNet weights, grey, 16 angles (as `--grey --rotations 16`): each of its
+last four blocks and its final 1x1 head convolution gives a GeM-pooled, rotation-averaged, unit
+descriptor, all from one pass per angle (an ONNX export of the network below, checked against torch).
+The sets are those of benchmarks/frozen_descriptors.py: the euro real-pairs protocol, the held-out
+validation coins of `coinmatch train` in its two fixed augmented views, and ``--train`` training coins
+with one augmented view each. Then, in seconds: each stage alone, and concatenations of stages (each
+stage unit length), raw and after the learned whitening of `--loss whitening` (shrinkage 0.1).
+Reported: held-out augmented precision@1 and euro recall@1 as photographed and catalogue-like, and
+the latter two again after a second, unsupervised PCA whitening fitted on the euro catalogue's own
+vectors ("+cw"; shrinkage 0.1), which a catalogue could fit when it is built.
+The descriptors are kept in out/benchmarks/ (``--reuse`` reads them back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import WORK, euro_crops, format_table, save_results, training_views
+from coinmatch.evaluation.protocol import load_query_images
+from coinmatch.models.modelfile import ModelConfig, build_network
+from coinmatch.models.network import gem
+from coinmatch.models.runtime import onnx_session, to_batch
+from coinmatch.prepare import prepare_array
+from coinmatch.training.whitening import learned_whitening
+
+FIRST_BLOCK = 3  # Lite0's blocks 3-6 (80, 112, 192, 320 channels), then the head (1280)
+STAGES = ("block 3", "block 4", "block 5", "block 6", "head")
+COMBINATIONS = (("block 6", "head"), ("block 5", "block 6", "head"), ("block 4", "block 5", "block 6", "head"),
+                ("block 4", "block 5", "block 6"), STAGES)
+
+
+class StageDescriptors(torch.nn.Module):
+    """The CoinEmbedder's grey, rotated views, pooled at every stage from FIRST_BLOCK on: N x sum(channels)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.net = build_network(ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=16,
+                                             image_size=size)).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net, b, n = self.net, self.net.backbone, x.shape[0]
+        h = b.bn1(b.conv_stem((net.views(x) - net.mean) / net.std))
+        outs = []
+        for i, block in enumerate(b.blocks):
+            h = block(h)
+            if i >= FIRST_BLOCK:
+                outs.append(h)
+        outs.append(b.bn2(b.conv_head(h)))
+        return torch.cat([F.normalize(F.normalize(gem(o), dim=1).view(net.rotations, n, -1).mean(0), dim=1)
+                          for o in outs], 1)
+
+
+def stage_embedder(size: int):
+    """An ONNX Runtime function crops -> N x sum(channels), and the channel count of each stage."""
+    module = StageDescriptors(size).eval()
+    example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    path = WORK / f"stages-{size}.onnx"
+    with torch.no_grad():
+        torch.onnx.export(module, (example,), str(path), input_names=["pixels"], output_names=["descriptors"],
+                          dynamic_axes={"pixels": {0: "batch"}, "descriptors": {0: "batch"}}, opset_version=17,
+                          dynamo=False)
+        expected = module(example).numpy()
+    session = onnx_session(path, "cpu")
+    err = float(np.abs(session.run(None, {"pixels": example.numpy()})[0] - expected).max())
+    if err > 1e-4:
+        raise RuntimeError(f"ONNX export differs from torch by {err:.2e}")
+    blocks = module.net.backbone.blocks
+    channels = [blocks[i][-1].conv_pwl.out_channels for i in range(FIRST_BLOCK, len(blocks))]
+    channels.append(module.net.backbone.conv_head.out_channels)
+
+    def embed(crops: list[np.ndarray], what: str) -> np.ndarray:
+        t = time.perf_counter()
+        out = np.concatenate([session.run(None, {"pixels": to_batch(crops[i:i + 2], size)})[0]
+                              for i in range(0, len(crops), 2)])
+        print(f"{what}: {len(crops)} images in {time.perf_counter() - t:.0f} s", flush=True)
+        return out
+
+    return embed, channels
+
+
+def extract(size: int, limit: int, n_train: int) -> dict[str, np.ndarray]:
+    embed, channels = stage_embedder(size)
+    cat_ids, cat_crops, queries = euro_crops()
+    out = {"channels": np.array(channels), "cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"),
+           "q_ids": np.array([q.true_id for q in queries])}
+    for form in ("photo", "catalogue-like"):
+        images = load_query_images(queries, form, seed=0)
+        out[form] = embed([prepare_array(im, q.name).crop for im, q in zip(images, queries)], form)
+    for key, crops in training_views(size, limit, n_train).items():
+        out[key] = embed(crops, key)
+    return out
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def score(d: dict, stages: tuple[str, ...], dim: int | None) -> dict:
+    """``stages`` concatenated (each unit length); whitened to ``dim`` (at most the width), or raw when None."""
+    bounds = np.concatenate([[0], np.cumsum(d["channels"])])
+    cols = np.concatenate([np.arange(bounds[STAGES.index(s)], bounds[STAGES.index(s) + 1]) for s in stages])
+    v = {k: unit(d[k][:, cols]) for k in ("cat", "photo", "catalogue-like", "val_a", "val_b", "x", "y")}
+    if dim is None:
+        transform, how = (lambda a: a), "raw"
+    else:
+        dim = min(dim, len(cols))
+        p, m = learned_whitening(v["x"], v["y"], dim, 0.1)
+        transform, how = (lambda a: unit((a - m) @ p.T)), f"whitened {dim}-d"
+    t = {k: transform(a) for k, a in v.items()}
+    val = t["val_b"] @ t["val_a"].T
+    row = {"stages": " + ".join(stages), "descriptor": how, "width": len(cols),
+           "val P@1": float(np.mean(val.argmax(1) == np.arange(len(val))))}
+    adapted = catalogue_whitening(t["cat"])
+    for form in ("photo", "catalogue-like"):
+        row[form] = float(np.mean(d["cat_ids"][(t[form] @ t["cat"].T).argmax(1)] == d["q_ids"]))
+        hits = d["cat_ids"][(adapted(t[form]) @ adapted(t["cat"]).T).argmax(1)] == d["q_ids"]
+        row[form + " + catalogue whitening"] = float(np.mean(hits))
+    return row
+
+
+def catalogue_whitening(cat: np.ndarray, shrinkage: float = 0.1):
+    """PCA whitening fitted on the catalogue's own vectors (no labels; eigenvalues shrunk towards their
+    mean): directions in which all catalogue coins vary, such as their shared designs, count less."""
+    mean = cat.mean(axis=0)
+    w, v = np.linalg.eigh(np.cov((cat - mean).T))
+    w = (1 - shrinkage) * w + shrinkage * w.mean()
+    projection = v / np.sqrt(np.maximum(w, 1e-12))
+    return lambda a: unit((a - mean) @ projection)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read (the training cache's --limit)")
+    ap.add_argument("--train", type=int, default=1300, help="training coins drawn from them (seed 1)")
+    ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
+    ap.add_argument("--name", default="stages")
+    args = ap.parse_args()
+    path = WORK / f"stages-{args.image_size}-{args.limit}-{args.train}.npz"
+    t = time.perf_counter()
+    if args.reuse and path.exists():
+        d, how = dict(np.load(path)), "read back"
+    else:
+        d = extract(args.image_size, args.limit, args.train)
+        np.savez(path, **d)
+        how = f"embedded in {time.perf_counter() - t:.0f} s"
+    print(f"stage descriptors {how}", flush=True)
+    rows = []
+    for stages in [(s,) for s in STAGES] + list(COMBINATIONS):
+        for dim in (None, 512) if len(stages) == 1 else (None, 512, 1024):
+            rows.append(score(d, stages, dim))
+    text = format_table(rows, [("stages", "stages", "<44"), ("descriptor", "descriptor", "<15"),
+                               ("width", "width", "6d"), ("val P@1", "val P@1", "8.3f"),
+                               ("photo", "photo R@1", "10.3f"), ("catalogue-like", "cat-like R@1", "13.3f"),
+                               ("photo + catalogue whitening", "photo +cw", "10.3f"),
+                               ("catalogue-like + catalogue whitening", "cat-like +cw", "13.3f")])
+    print(text)
+    save_results(args.name, rows, text)
+
+
+if __name__ == "__main__":
+    main()
