@@ -7,6 +7,7 @@ same two types). Queries: every `_b` crop, as photographed and catalogue-like (g
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -79,6 +80,28 @@ def training_views(size: int, limit: int, n_train: int, n_views: int = 1) -> dic
     rng = np.random.default_rng(0)
     return {"val_a": list(va), "val_b": list(vb), "x": train.plain(size),
             "y": [augment(im, rng, size) for _ in range(n_views) for im in train.images]}
+
+
+def study_arguments(description: str | None, name: str) -> argparse.ArgumentParser:
+    """The options the frozen-descriptor studies share (their sets: see training_views)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read (the training cache's --limit)")
+    ap.add_argument("--train", type=int, default=1300, help="training coins drawn from them (seed 1)")
+    ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
+    ap.add_argument("--name", default=name, help="results file name in benchmarks/results/")
+    return ap
+
+
+def stored_descriptors(path: Path, reuse: bool, extract) -> tuple[dict[str, np.ndarray], str]:
+    """``extract()``'s arrays, kept at ``path``; read back from there instead when ``reuse`` and it exists.
+    Returns them and how they were had ("read back" or "embedded in N s")."""
+    if reuse and path.exists():
+        return dict(np.load(path)), "read back"
+    t = time.perf_counter()
+    d = extract()
+    np.savez(path, **d)
+    return d, f"embedded in {time.perf_counter() - t:.0f} s"
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

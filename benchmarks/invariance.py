@@ -23,13 +23,13 @@ The descriptors are kept in out/benchmarks/ (``--reuse`` reads them back instead
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import cv2
 import numpy as np
 
-from common import WORK, euro_crops, format_table, save_results, training_views
+from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
+                    training_views)
 from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.prepare import prepare_array
@@ -156,22 +156,12 @@ def study(d: dict) -> tuple[list[dict], list[dict]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = study_arguments(__doc__.splitlines()[0], "invariance")
     ap.add_argument("--backbone", default="efficientnet_lite0")
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read (the training cache's --limit)")
-    ap.add_argument("--train", type=int, default=1300, help="training coins drawn from them (seed 1)")
-    ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
-    ap.add_argument("--name", default="invariance")
     args = ap.parse_args()
     path = WORK / f"angles-{args.backbone}-{args.image_size}-{args.limit}-{args.train}.npz"
-    t = time.perf_counter()
-    if args.reuse and path.exists():
-        d, how = dict(np.load(path)), "read back"
-    else:
-        d = extract(args.backbone, args.image_size, args.limit, args.train)
-        np.savez(path, **d)
-        how = f"embedded in {time.perf_counter() - t:.0f} s"
+    d, how = stored_descriptors(path, args.reuse,
+                                lambda: extract(args.backbone, args.image_size, args.limit, args.train))
     print(f"{args.backbone}, {args.image_size} px: per-angle descriptors {how}", flush=True)
     matching_rows, form_rows = study(d)
     text = (format_table(matching_rows, [("matching", "matching", "<9"), ("descriptor", "descriptor", "<11"),

@@ -18,14 +18,14 @@ The descriptors are kept in out/benchmarks/ (``--reuse`` reads them back).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import WORK, euro_crops, format_table, save_results, training_views
+from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
+                    training_views)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.network import gem
@@ -139,21 +139,9 @@ def catalogue_whitening(cat: np.ndarray, shrinkage: float = 0.1):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read (the training cache's --limit)")
-    ap.add_argument("--train", type=int, default=1300, help="training coins drawn from them (seed 1)")
-    ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
-    ap.add_argument("--name", default="stages")
-    args = ap.parse_args()
+    args = study_arguments(__doc__.splitlines()[0], "stages").parse_args()
     path = WORK / f"stages-{args.image_size}-{args.limit}-{args.train}.npz"
-    t = time.perf_counter()
-    if args.reuse and path.exists():
-        d, how = dict(np.load(path)), "read back"
-    else:
-        d = extract(args.image_size, args.limit, args.train)
-        np.savez(path, **d)
-        how = f"embedded in {time.perf_counter() - t:.0f} s"
+    d, how = stored_descriptors(path, args.reuse, lambda: extract(args.image_size, args.limit, args.train))
     print(f"stage descriptors {how}", flush=True)
     rows = []
     for stages in [(s,) for s in STAGES] + list(COMBINATIONS):
