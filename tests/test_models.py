@@ -112,6 +112,18 @@ def test_grey_model_ignores_colour_and_rotation_pooling_ignores_the_angle(pair_p
     assert 1 - pooled[0] @ pooled[2] < 0.5 * (1 - grey[0] @ grey[2])
 
 
+def test_views_are_the_grey_batch_at_each_angle_angle_major(pair_paths):
+    crop = prepare_photo(pair_paths[0][1]).crop
+    x = torch.from_numpy(to_batch([crop, crop[::-1].copy()], 64))
+    net = build_network(ModelConfig(image_size=64, grey=True, rotations=4)).eval()
+    views = net.views(x)
+    assert views.shape == (8, 3, 64, 64)
+    assert torch.allclose(views[:2, 0], views[:2, 2]) and not torch.allclose(x[:, 0], x[:, 2])  # grey
+    # angle 2 of 4 is a half turn: image 1 at 180 degrees is image 1 flipped both ways
+    assert torch.allclose(views[5], torch.flip(views[1], dims=(-2, -1)), atol=1e-5)
+    net.rotations = 1
+    assert torch.equal(net.views(x), views[:2])
+
 def test_rotation_pooled_model_exports_to_onnx_and_round_trips(tmp_path, pair_paths):
     from coinmatch.models.modelfile import LoadedModel, fingerprint_of
 
