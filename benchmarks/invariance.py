@@ -76,7 +76,8 @@ class AngleEmbedder:
 def extract(backbone: str, size: int, limit: int, n_train: int) -> dict[str, np.ndarray]:
     embed = AngleEmbedder(backbone, size)
     cat_ids, cat_crops, queries = euro_crops()
-    out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"), "q_ids": np.array([q.true_id for q in queries])}
+    out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"),
+           "q_ids": np.array([q.true_id for q in queries])}
     photos = load_query_images(queries, "photo")
     rng = np.random.default_rng(0)
     angles = [float(rng.uniform(0, 360)) for _ in photos]  # the draws catalogue_like makes with seed 0
