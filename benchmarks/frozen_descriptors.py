@@ -21,24 +21,16 @@ The descriptors are kept in out/benchmarks/ (``--reuse`` reads them back instead
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import DATA, WORK, format_table, pairs_manifests, save_results
-from coinmatch.catalog.build import build_catalogue
-from coinmatch.catalog.store import Catalogue
-from coinmatch.evaluation.protocol import load_query_images, read_queries
-from coinmatch.models.modelfile import ModelConfig, build_network, save_model
+from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
+                    training_views)
+from coinmatch.evaluation.protocol import load_query_images
+from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.prepare import prepare_array
-from coinmatch.training.augment import augment
-from coinmatch.training.cache import TrainingCache, cache_size, load_cache
 from coinmatch.training.losses import build_loss, imprint
-from coinmatch.training.loop import TrainConfig, split_validation
-from coinmatch.training.validate import fixed_views
 from coinmatch.training.whitening import descriptor_embedder, learned_whitening
 
 FORMS = ("photo", "catalogue-like")
@@ -48,29 +40,16 @@ def extract(backbone: str, size: int, limit: int, n_train: int, n_views: int) ->
     config = ModelConfig(backbone=backbone, grey=True, rotations=16, image_size=size)
     net = build_network(config).eval()
     embedder = descriptor_embedder(net, config, "cpu")
-    model_path = WORK / f"descriptor-{backbone}-{size}.cm"
-    save_model(net, config, model_path)
-    cat_csv, q_csv = pairs_manifests()
-    root = WORK / f"catalogue-descriptor-{backbone}-{size}"
-    build_catalogue(root, cat_csv, model=str(model_path), progress=True)
-    with Catalogue.open(root) as cat:
-        out = {"cat": cat.vectors(), "cat_ids": np.array(cat.row_entries())}
-    queries = read_queries(q_csv, "coin_id")
-    out["q_ids"] = np.array([q.true_id for q in queries])
+    cat_ids, cat_crops, queries = euro_crops()
+    out = {"cat": embedder.embed(cat_crops, progress=True), "cat_ids": cat_ids,
+           "q_ids": np.array([q.true_id for q in queries])}
     for form in FORMS:
         images = load_query_images(queries, form, seed=0)
         out[form] = embedder.embed([prepare_array(im, q.name).crop for im, q in zip(images, queries)])
-    manifests = ((DATA / "ancient-coins" / "ocre.csv", limit), (DATA / "euro-coins" / "singles.csv", None))
-    # the training loop's cache for 224 px, so its disk cache serves every size here
-    cache = TrainingCache.merge([load_cache(m, cache_size(224), "denomination", limit=n) for m, n in manifests])
-    train, val = split_validation(cache, TrainConfig.val_fraction, TrainConfig.val_max, TrainConfig.seed)
-    train = train.subset(np.sort(np.random.default_rng(1).permutation(len(train))[:n_train]))
-    va, vb = fixed_views(val, size)
-    out["val_a"], out["val_b"] = embedder.embed(list(va)), embedder.embed(list(vb))
-    rng = np.random.default_rng(0)
-    out["x"] = embedder.embed(train.plain(size), progress=True)
-    out["y"] = np.stack([embedder.embed([augment(im, rng, size) for im in train.images], progress=True)
-                         for _ in range(n_views)])
+    sets = training_views(size, limit, n_train, n_views)
+    out["val_a"], out["val_b"] = embedder.embed(sets["val_a"]), embedder.embed(sets["val_b"])
+    out["x"] = embedder.embed(sets["x"], progress=True)
+    out["y"] = embedder.embed(sets["y"], progress=True).reshape(n_views, len(sets["x"]), -1)
     return out
 
 
@@ -162,26 +141,16 @@ def study(d: dict, label: str, head_epochs: int) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = study_arguments(__doc__.splitlines()[0], "frozen-descriptors")
     ap.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read (the training cache's --limit)")
-    ap.add_argument("--train", type=int, default=1300, help="training coins drawn from them (seed 1)")
     ap.add_argument("--views", type=int, default=1, help="augmented views per training coin")
     ap.add_argument("--head-epochs", type=int, default=10)
-    ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
-    ap.add_argument("--name", default="frozen-descriptors")
     args = ap.parse_args()
     rows = []
     for backbone in args.backbones:
         path = WORK / f"descriptors-{backbone}-{args.image_size}-{args.limit}-{args.train}-{args.views}.npz"
-        t = time.perf_counter()
-        if args.reuse and path.exists():
-            d, how = dict(np.load(path)), "read back"
-        else:
-            d = extract(backbone, args.image_size, args.limit, args.train, args.views)
-            np.savez(path, **d)
-            how = f"embedded in {time.perf_counter() - t:.0f} s"
+        d, how = stored_descriptors(path, args.reuse, lambda: extract(backbone, args.image_size, args.limit,
+                                                                       args.train, args.views))
         print(f"{backbone}: descriptors of {len(d['x'])} training coins (as they are + {len(d['y'])} augmented "
               f"view(s)), {len(d['val_a'])} validation coins and the euro protocol, {how}", flush=True)
         rows += study(d, backbone, args.head_epochs)
