@@ -32,6 +32,7 @@ from common import (WORK, euro_crops, format_table, save_results, stored_descrip
                     training_views)
 from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
+from coinmatch.models.runtime import resize_square
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import descriptor_embedder, learned_whitening
 
@@ -59,8 +60,7 @@ class AngleEmbedder:
 
     def turned(self, crop: np.ndarray) -> list[np.ndarray]:
         s = self.size
-        if crop.shape[0] != s:
-            crop = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA if crop.shape[0] > s else cv2.INTER_CUBIC)
+        crop = resize_square(crop, s)
         centre = (s / 2 - 0.5, s / 2 - 0.5)
         return [crop] + [cv2.warpAffine(crop, cv2.getRotationMatrix2D(centre, -360 * k / ANGLES, 1.0), (s, s),
                                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)

@@ -28,14 +28,19 @@ def cache_dir() -> Path:
     return path
 
 
+def resize_square(crop: np.ndarray, size: int) -> np.ndarray:
+    """A square crop at the network's ``size`` px (area averaging to shrink, cubic to enlarge)."""
+    if crop.shape[0] == size and crop.shape[1] == size:
+        return crop
+    interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
 def to_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
     """Square uint8 RGB crops -> float32 N x 3 x size x size in [0, 1]."""
     out = np.empty((len(crops), 3, size, size), np.float32)
     for i, crop in enumerate(crops):
-        if crop.shape[0] != size or crop.shape[1] != size:
-            interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_CUBIC
-            crop = cv2.resize(crop, (size, size), interpolation=interp)
-        out[i] = crop.transpose(2, 0, 1)
+        out[i] = resize_square(crop, size).transpose(2, 0, 1)
     out *= 1.0 / 255.0
     return out
 
