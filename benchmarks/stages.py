@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
                     training_views)
 from coinmatch.evaluation.protocol import load_query_images
-from coinmatch.models.modelfile import ModelConfig, build_network
+from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
 from coinmatch.models.network import gem
-from coinmatch.models.runtime import onnx_session, to_batch
+from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import learned_whitening
 
@@ -42,10 +42,13 @@ COMBINATIONS = (("block 6", "head"), ("block 5", "block 6", "head"), ("block 4",
 class StageDescriptors(torch.nn.Module):
     """The CoinEmbedder's grey, rotated views, pooled at every stage from FIRST_BLOCK on: N x sum(channels)."""
 
-    def __init__(self, size: int):
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self.net = build_network(ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=16,
-                                             image_size=size)).eval()
+        self.net = build_network(config).eval()
+        blocks = self.net.backbone.blocks
+        self.channels = [blocks[i][-1].conv_pwl.out_channels for i in range(FIRST_BLOCK, len(blocks))]
+        self.channels.append(self.net.backbone.conv_head.out_channels)
+        self.out_dim = sum(self.channels)  # what the Embedder reads as the vectors' width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net, b, n = self.net, self.net.backbone, x.shape[0]
@@ -61,31 +64,22 @@ class StageDescriptors(torch.nn.Module):
 
 
 def stage_embedder(size: int):
-    """An ONNX Runtime function crops -> N x sum(channels), and the channel count of each stage."""
-    module = StageDescriptors(size).eval()
-    example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    path = WORK / f"stages-{size}.onnx"
-    with torch.no_grad():
-        torch.onnx.export(module, (example,), str(path), input_names=["pixels"], output_names=["descriptors"],
-                          dynamic_axes={"pixels": {0: "batch"}, "descriptors": {0: "batch"}}, opset_version=17,
-                          dynamo=False)
-        expected = module(example).numpy()
-    session = onnx_session(path, "cpu")
-    err = float(np.abs(session.run(None, {"pixels": example.numpy()})[0] - expected).max())
-    if err > 1e-4:
-        raise RuntimeError(f"ONNX export differs from torch by {err:.2e}")
-    blocks = module.net.backbone.blocks
-    channels = [blocks[i][-1].conv_pwl.out_channels for i in range(FIRST_BLOCK, len(blocks))]
-    channels.append(module.net.backbone.conv_head.out_channels)
+    """A function crops -> N x sum(channels) through ONNX Runtime (exported to out/benchmarks/ and checked
+    against torch by the package's Embedder), and the channel count of each stage."""
+    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=16, image_size=size)
+    module = StageDescriptors(config).eval()
+    embedder = Embedder(LoadedModel(module, config, fingerprint_of(module, config), "benchmarks/stages.py"),
+                        device="cpu", onnx_file=WORK / f"stages-{size}.onnx")
+    if embedder.backend != "onnx":
+        raise RuntimeError("the stage descriptors did not export to ONNX (see the warning above)")
 
     def embed(crops: list[np.ndarray], what: str) -> np.ndarray:
         t = time.perf_counter()
-        out = np.concatenate([session.run(None, {"pixels": to_batch(crops[i:i + 2], size)})[0]
-                              for i in range(0, len(crops), 2)])
+        out = embedder.embed(crops)
         print(f"{what}: {len(crops)} images in {time.perf_counter() - t:.0f} s", flush=True)
         return out
 
-    return embed, channels
+    return embed, module.channels
 
 
 def extract(size: int, limit: int, n_train: int) -> dict[str, np.ndarray]:
