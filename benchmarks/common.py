@@ -52,12 +52,12 @@ def pairs_manifests() -> tuple[Path, Path]:
 def euro_crops() -> tuple[np.ndarray, list[np.ndarray], list]:
     """The real-pairs catalogue as coin crops: (entry ids, crops, the query list of evaluation.protocol)."""
     from coinmatch.evaluation.protocol import read_queries
-    from coinmatch.images import load_rgb
-    from coinmatch.prepare import prepare_array
+    from coinmatch.prepare import prepare_photo
 
     cat_csv, q_csv = pairs_manifests()
-    rows = list(csv.DictReader(open(cat_csv, encoding="utf-8")))
-    crops = [prepare_array(load_rgb(r["image"]), r["image"]).crop for r in rows]
+    with open(cat_csv, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    crops = [prepare_photo(r["image"]).crop for r in rows]
     return np.array([r["id"] for r in rows]), crops, read_queries(q_csv, "coin_id")
 
 
