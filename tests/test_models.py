@@ -124,6 +124,7 @@ def test_views_are_the_grey_batch_at_each_angle_angle_major(pair_paths):
     net.rotations = 1
     assert torch.equal(net.views(x), views[:2])
 
+
 def test_rotation_pooled_model_exports_to_onnx_and_round_trips(tmp_path, pair_paths):
     from coinmatch.models.modelfile import LoadedModel, fingerprint_of
 
