@@ -138,3 +138,41 @@ def test_rotation_pooled_model_exports_to_onnx_and_round_trips(tmp_path, pair_pa
     onnx_emb = Embedder(LoadedModel(loaded.network, config, fingerprint_of(loaded.network, config), "x"))
     assert onnx_emb.backend == "onnx"
     assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
+def test_multi_stage_descriptor_joins_unit_stage_descriptors_and_exports(tmp_path, pair_paths):
+    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
+
+    config = ModelConfig(image_size=96, grey=True, rotations=2, stages=4, whiten_dim=48, trained=True)
+    net = build_network(config).eval()
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:3]]
+    x = torch.from_numpy(to_batch(crops, 96))
+    with torch.no_grad():
+        maps = net.feature_maps(x)
+        assert [m.shape[1] for m in maps] == [112, 192, 320, 1280]  # Lite0's blocks 4 to 6, then its head
+        assert torch.equal(maps[-1], net.backbone.forward_features((x - net.mean) / net.std))
+        assert maps[0].shape[-1] == 2 * maps[-1].shape[-1]  # block 4 sees finer detail (stride 16, not 32)
+        parts = net.stage_descriptors(x)
+        joined = net.descriptor(x)
+    assert joined.shape == (3, 112 + 192 + 320 + 1280)
+    assert torch.allclose(torch.cat(parts, 1) / 2, joined, atol=1e-6)  # each part unit length
+    one = build_network(ModelConfig(image_size=96, grey=True, rotations=2)).eval()
+    with torch.no_grad():
+        assert torch.allclose(one.descriptor(x), parts[-1], atol=1e-6)  # the last part is the usual descriptor
+    fp = save_model(net, config, tmp_path / "stages.cm")
+    loaded = load_model(tmp_path / "stages.cm")
+    assert (loaded.fingerprint, loaded.config.stages, loaded.dim) == (fp, 4, 48)
+    assert fp != fingerprint_of(net, ModelConfig(image_size=96, grey=True, rotations=2, whiten_dim=48, trained=True))
+    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
+    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
+def test_stage_count_is_checked_against_the_backbone():
+    net = build_network(ModelConfig(backbone="resnet50", stages=2), weights="random")
+    assert net.stage_widths() == [1024, 2048] and net.out_dim == 3072  # ResNet50's last two stages
+    with pytest.raises(ModelError, match="5 feature maps to pool; 9 asked for"):
+        build_network(ModelConfig(backbone="resnet50", stages=9), weights="random")
+    with pytest.raises(ValueError, match="stages must be at least 1"):
+        build_network(ModelConfig(stages=0))

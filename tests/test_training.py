@@ -289,8 +289,8 @@ def test_learned_whitening_damps_what_varies_within_pairs():
 def test_train_whitening_end_to_end(tmp_path, demo_dir):
     out = tmp_path / "white.cm"
     proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "whitening",
-                           "--grey", "--rotations", "2", "--dim", "24", "--image-size", "96", "--json",
-                           "--val-pairs", str(demo_dir / "pairs.csv")],
+                           "--grey", "--rotations", "2", "--stages", "3", "--dim", "24", "--image-size", "96",
+                           "--json", "--val-pairs", str(demo_dir / "pairs.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -299,4 +299,6 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     assert (tmp_path / "white.train" / "curves.png").stat().st_size > 0
     model = load_model(out)
     cfg = model.config
-    assert (cfg.grey, cfg.rotations, cfg.whiten_dim, model.dim, cfg.info["loss"]) == (True, 2, 24, 24, "whitening")
+    assert (cfg.grey, cfg.rotations, cfg.stages, cfg.whiten_dim, model.dim, cfg.info["loss"]) == (
+        True, 2, 3, 24, 24, "whitening")
+    assert model.network.whiten.in_features == 192 + 320 + 1280  # Lite0's last two blocks and its head, pooled

@@ -295,6 +295,9 @@ def train(
     rotations: int = typer.Option(1, "--rotations",
                                   help="Rotation pooling: average the descriptor over this many angles (costs "
                                        "as many passes per image)."),
+    stages: int = typer.Option(1, "--stages",
+                               help="Pool the backbone's last N feature maps, not only its final one (Lite0: "
+                                    "blocks, then the head; finer detail from earlier maps)."),
     shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
@@ -324,7 +327,7 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      shrinkage=shrinkage, epochs=epochs, batch_size=batch_size,
+                      stages=stages, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume)

@@ -90,6 +90,25 @@ def _load_by_key_order(model: nn.Module, path: str) -> None:
     model.load_state_dict(new_state, strict=False)
 
 
+def last_feature_maps(model: nn.Module, x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The backbone's last ``n`` feature maps, shallowest first, ending with ``forward_features``' own.
+
+    EfficientNets give the outputs of their last ``n - 1`` blocks, then the head convolution's map;
+    ResNets give their last ``n`` stages (the last is the final map). Through timm's
+    ``forward_intermediates``, so one pass yields them all.
+    """
+    if n == 1:
+        return [model.forward_features(x)]
+    blocks = len(model.blocks) + 1 if hasattr(model, "conv_head") else None  # + 1: timm counts the stem
+    available = blocks if blocks else len(model.feature_info)
+    if not 1 <= n <= available:
+        raise ModelError(f"this backbone has {available} feature maps to pool; {n} asked for")
+    if blocks:
+        final, maps = model.forward_intermediates(x, indices=n - 1, extra_blocks=True)
+        return maps + [final]
+    return model.forward_intermediates(x, indices=n, intermediates_only=True)
+
+
 def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = None) -> nn.Module:
     """A headless timm backbone (``forward_features`` gives the last feature map).
 

@@ -34,6 +34,7 @@ class ModelConfig:
     image_size: int = 224
     grey: bool = False  # colour-blind input (see models/network.py)
     rotations: int = 1  # rotation pooling over this many angles
+    stages: int = 1  # pool the backbone's last this many feature maps
     whiten_dim: int | None = None  # learned whitening to this many dimensions
     trained: bool = False
     info: dict = field(default_factory=dict)  # training provenance: data, loss, epochs...
@@ -44,7 +45,7 @@ class ModelConfig:
         return cls(**known)
 
 
-INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "whiten_dim": None}
+INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "stages": 1, "whiten_dim": None}
 
 
 @dataclass
@@ -75,7 +76,8 @@ def fingerprint_of(network: torch.nn.Module, config: ModelConfig) -> str:
 
 def build_network(config: ModelConfig, weights: str | None = None) -> CoinEmbedder:
     return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p,
-                        grey=config.grey, rotations=config.rotations, whiten_dim=config.whiten_dim)
+                        grey=config.grey, rotations=config.rotations, stages=config.stages,
+                        whiten_dim=config.whiten_dim)
 
 
 def builtin_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> LoadedModel:

@@ -1,4 +1,5 @@
-"""The embedding network: [grey] -> [rotated views] -> backbone -> pooling -> [whitening] -> head -> L2-normalised vector.
+"""The embedding network: [grey] -> [rotated views] -> backbone -> pooling [of its last stages] -> [whitening] -> head
+-> L2-normalised vector.
 
 The network takes RGB in [0, 1] (N x 3 x H x W) and normalises inside, so every runtime
 (torch, ONNX Runtime) is fed the same plain pixels.
@@ -12,6 +13,10 @@ built with it cannot be searched without them:
   averaged, so the vector hardly changes when the coin lies at another angle (rotation pooling).
   It costs n passes of the backbone.
 
+``stages`` = n > 1: the descriptor joins the pooled feature maps of the backbone's last n stages
+(Lite0: blocks, then the head convolution), each unit length: earlier maps keep finer, more local
+detail (multi-scale pooling), and whitening weighs what they add.
+
 ``whiten_dim``: a linear whitening (with its mean) after pooling, fitted in closed form by
 :mod:`coinmatch.training.whitening`.
 """
@@ -22,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coinmatch.models.backbones import create_backbone, get_spec
+from coinmatch.models.backbones import create_backbone, get_spec, last_feature_maps
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -63,18 +68,22 @@ class CoinEmbedder(nn.Module):
     """Backbone features pooled to a vector, optionally whitened, projected to ``dim`` (or kept whole), L2-normalised."""
 
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
-                 gem_p: float = 3.0, grey: bool = False, rotations: int = 1, whiten_dim: int | None = None):
+                 gem_p: float = 3.0, grey: bool = False, rotations: int = 1, stages: int = 1,
+                 whiten_dim: int | None = None):
         super().__init__()
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
+        if stages < 1:
+            raise ValueError(f"stages must be at least 1, not {stages}")
         self.grey = bool(grey)
         self.rotations = int(rotations)
+        self.stages = int(stages)
         spec = get_spec(backbone)
         self.backbone = create_backbone(backbone, weights=weights)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.pool = GeM(gem_p) if pooling == "gem" else AvgPool()
-        feat = spec.feature_dim
+        feat = spec.feature_dim if stages == 1 else sum(self.stage_widths())
         self.whiten: nn.Module = nn.Identity()
         if whiten_dim:
             self.whiten = nn.Linear(feat, whiten_dim)  # its weights and bias are set by the closed-form fit
@@ -87,8 +96,20 @@ class CoinEmbedder(nn.Module):
             nn.init.orthogonal_(self.head[0].weight)
         self.out_dim = feat if isinstance(self.head, nn.Identity) else dim
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features((x - self.mean) / self.std)
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The last ``stages`` feature maps of the backbone, shallowest first."""
+        return last_feature_maps(self.backbone, (x - self.mean) / self.std, self.stages)
+
+    def stage_widths(self) -> list[int]:
+        """The channels of each pooled feature map (read from one small pass in eval mode, which leaves the
+        batch-norm statistics as they are)."""
+        training = self.backbone.training
+        self.backbone.eval()
+        try:
+            with torch.no_grad():
+                return [m.shape[1] for m in self.feature_maps(torch.zeros(1, 3, 64, 64, device=self.mean.device))]
+        finally:
+            self.backbone.train(training)
 
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """What the backbone sees: the batch (grey if so set) at each of the ``rotations`` angles, angle-major
@@ -103,12 +124,17 @@ class CoinEmbedder(nn.Module):
         return torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
                                               padding_mode="reflection", align_corners=False) for k in range(1, n)])
 
-    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled, L2-normalised descriptor before whitening and head (averaged over the rotated views)."""
-        v = F.normalize(self.pool(self.features(self.views(x))), dim=1)
+    def stage_descriptors(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One pooled, L2-normalised descriptor per stage (each averaged over the rotated views)."""
+        parts = [F.normalize(self.pool(m), dim=1) for m in self.feature_maps(self.views(x))]
         if self.rotations == 1:
-            return v
-        return F.normalize(v.view(self.rotations, x.shape[0], -1).mean(dim=0), dim=1)
+            return parts
+        return [F.normalize(v.view(self.rotations, x.shape[0], -1).mean(dim=0), dim=1) for v in parts]
+
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        """The descriptor before whitening and head: the stages' descriptors joined, L2-normalised."""
+        parts = self.stage_descriptors(x)
+        return parts[0] if len(parts) == 1 else F.normalize(torch.cat(parts, dim=1), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.whiten(self.descriptor(x))), dim=1)

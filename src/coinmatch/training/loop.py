@@ -46,6 +46,7 @@ class TrainConfig:
     image_size: int = 128
     grey: bool = False  # colour-blind network (see models/network.py)
     rotations: int = 1  # rotation pooling at inference (training passes see one angle: augmentation rotates)
+    stages: int = 1  # pool the backbone's last this many feature maps (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     epochs: int = 12
     batch_size: int = 48
@@ -153,7 +154,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                         val_cache, cache, cache_seconds, t_start)
 
     net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
-                       rotations=cfg.rotations).to(device)
+                       rotations=cfg.rotations, stages=cfg.stages).to(device)
     frozen = freeze_early_layers(net, cfg.freeze_blocks)
     loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining, cfg.margin,
                                 with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
@@ -184,7 +185,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         log.warning("resuming after epoch %d", state["epoch"] + 1)
 
     model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
-                               grey=cfg.grey, rotations=cfg.rotations, trained=True)
+                               grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, trained=True)
 
     def keep(row: dict) -> None:
         model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,
