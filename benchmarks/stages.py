@@ -22,51 +22,37 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
                     training_views)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
-from coinmatch.models.network import gem
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import learned_whitening
 
-FIRST_BLOCK = 3  # Lite0's blocks 3-6 (80, 112, 192, 320 channels), then the head (1280)
-STAGES = ("block 3", "block 4", "block 5", "block 6", "head")
+STAGES = ("block 3", "block 4", "block 5", "block 6", "head")  # Lite0: 80, 112, 192, 320, 1280 channels
 COMBINATIONS = (("block 6", "head"), ("block 5", "block 6", "head"), ("block 4", "block 5", "block 6", "head"),
                 ("block 4", "block 5", "block 6"), STAGES)
 
 
 class StageDescriptors(torch.nn.Module):
-    """The CoinEmbedder's grey, rotated views, pooled at every stage from FIRST_BLOCK on: N x sum(channels)."""
+    """The CoinEmbedder's grey, rotated views, pooled at each of its last five stages: N x sum(channels)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.net = build_network(config).eval()
-        blocks = self.net.backbone.blocks
-        self.channels = [blocks[i][-1].conv_pwl.out_channels for i in range(FIRST_BLOCK, len(blocks))]
-        self.channels.append(self.net.backbone.conv_head.out_channels)
+        self.channels = self.net.stage_widths()
         self.out_dim = sum(self.channels)  # what the Embedder reads as the vectors' width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net, b, n = self.net, self.net.backbone, x.shape[0]
-        h = b.bn1(b.conv_stem((net.views(x) - net.mean) / net.std))
-        outs = []
-        for i, block in enumerate(b.blocks):
-            h = block(h)
-            if i >= FIRST_BLOCK:
-                outs.append(h)
-        outs.append(b.bn2(b.conv_head(h)))
-        return torch.cat([F.normalize(F.normalize(gem(o), dim=1).view(net.rotations, n, -1).mean(0), dim=1)
-                          for o in outs], 1)
+        return torch.cat(self.net.stage_descriptors(x), 1)
 
 
 def stage_embedder(size: int):
     """A function crops -> N x sum(channels) through ONNX Runtime (exported to out/benchmarks/ and checked
     against torch by the package's Embedder), and the channel count of each stage."""
-    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=16, image_size=size)
+    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=16, image_size=size, stages=len(STAGES))
     module = StageDescriptors(config).eval()
     embedder = Embedder(LoadedModel(module, config, fingerprint_of(module, config), "benchmarks/stages.py"),
                         device="cpu", onnx_file=WORK / f"stages-{size}.onnx")
