@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from coinmatch.images import load_rgb
 from coinmatch.segment import crop_coin, find_coins, locate_coin
