@@ -1,7 +1,7 @@
 """Retrieval on real same-coin pairs, every method side by side in one run.
 
-    .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify] [--skip-baselines]
-        [--skip-default] [--invariant [--invariant-size 224]] [--name retrieval]
+    .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify] [--candidates 20 [50 ...]]
+        [--skip-baselines] [--skip-default] [--invariant [--invariant-size 224]] [--name retrieval]
 
 Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of the same types;
 queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
@@ -88,16 +88,17 @@ def baseline_rows(cat_csv, queries, images_by_form) -> list[dict]:
     return rows
 
 
-def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool) -> list[dict]:
+def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
+                   depths: tuple[int, ...] = (20,)) -> list[dict]:
+    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth."""
     root = WORK / f"catalogue-{label.replace(' ', '_').replace('/', '_')}"
     build_catalogue(root, cat_csv, model=model, features=extract_features_blob if verify else None, progress=False)
     searcher = Searcher(root)
     rows = []
     for form, images in images_by_form.items():
-        modes = (False, True) if verify else (False,)
-        for v in modes:
-            s = evaluate(searcher, queries, images, verify=v).summary()
-            rows.append({"method": label + (" + verification (top 20)" if v else ""), "form": form,
+        for depth in (None,) + (tuple(depths) if verify else ()):
+            s = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20).summary()
+            rows.append({"method": label + (f" + verification (top {depth})" if depth else ""), "form": form,
                          **{k: s[k] for k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
                                               "ms_per_query")}})
     searcher.close()
@@ -108,6 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="*", default=None, help="trained model files (default: runs/*.cm)")
     ap.add_argument("--skip-verify", action="store_true")
+    ap.add_argument("--candidates", type=int, nargs="+", default=[20],
+                    help="verify this many top candidates per query (several: one row each)")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-default", action="store_true")
     ap.add_argument("--invariant", action="store_true", help="also the untrained network, grey, 16 rotations")
@@ -121,18 +124,18 @@ def main() -> None:
     rows = [] if args.skip_baselines else baseline_rows(cat_csv, queries, images_by_form)
     if not args.skip_default:
         rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
-                               images_by_form, verify=not args.skip_verify)
+                               images_by_form, verify=not args.skip_verify, depths=args.candidates)
     if args.invariant:
         config = ModelConfig(grey=True, rotations=16, image_size=args.invariant_size)
         path = WORK / f"untrained-grey-rot16-{args.invariant_size}.cm"
         save_model(build_network(config).eval(), config, path)
         size = "" if args.invariant_size == 224 else f", {args.invariant_size} px"
         rows += coinmatch_rows(f"untrained Lite0, grey, rotation pooling over 16 angles{size}", str(path), cat_csv,
-                               queries, images_by_form, verify=not args.skip_verify)
+                               queries, images_by_form, verify=not args.skip_verify, depths=args.candidates)
     models = args.models if args.models is not None else sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
     for m in models:
         rows += coinmatch_rows(f"trained {m.split('/')[-1]}", m, cat_csv, queries, images_by_form,
-                               verify=not args.skip_verify)
+                               verify=not args.skip_verify, depths=args.candidates)
     text = format_table(rows, [("method", "method", "<70"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
                                ("recall@5", "R@5", "6.3f"), ("map", "mAP", "6.3f"), ("roc_auc", "AUC", "6.3f"),
                                ("tpr@fpr=0.01", "TPR@1%", "7.3f"), ("ms_per_query", "ms/q", "7.1f")])
