@@ -99,7 +99,7 @@ def last_feature_maps(model: nn.Module, x: torch.Tensor, n: int) -> list[torch.T
     """
     if n == 1:
         return [model.forward_features(x)]
-    blocks = len(model.blocks) + 1 if hasattr(model, "conv_head") else None  # + 1: timm counts the stem
+    blocks = len(model.blocks) + 1 if hasattr(model, "conv_head") else None  # its blocks, then its head
     available = blocks if blocks else len(model.feature_info)
     if not 1 <= n <= available:
         raise ModelError(f"this backbone has {available} feature maps to pool; {n} asked for")
