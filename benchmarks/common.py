@@ -105,14 +105,16 @@ def stored_descriptors(path: Path, reuse: bool, extract) -> tuple[dict[str, np.n
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A plain-text table: columns are (key, header, format spec such as '<70', '6.3f' or '>10')."""
-    def width(spec: str) -> str:
-        digits = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
-        return (">" if spec[0] not in "<>^" else spec[0]) + digits
+    """A plain-text table: columns are (key, header, format spec such as '<70', '6.3f' or '>10'). A column is
+    as wide as its spec or as its longest cell, whichever is wider, so a long label never shifts its row."""
+    def spec_width(spec: str) -> int:
+        return int("".join(ch for ch in spec.split(".")[0] if ch.isdigit()) or 0)
 
-    lines = [" ".join(format(header, width(spec)) for _, header, spec in columns)]
-    lines += [" ".join(format(r[key], spec) for key, _, spec in columns) for r in rows]
-    return "\n".join(lines)
+    specs = [spec for _, _, spec in columns]
+    table = [[header for _, header, _ in columns]] + [[format(r[key], spec) for key, _, spec in columns] for r in rows]
+    widths = [max([spec_width(spec)] + [len(row[i]) for row in table]) for i, spec in enumerate(specs)]
+    aligns = [spec[0] if spec[0] in "<>^" else ">" for spec in specs]
+    return "\n".join(" ".join(format(cell, f"{a}{w}") for cell, a, w in zip(row, aligns, widths)) for row in table)
 
 
 def save_results(name: str, rows: list[dict], text: str) -> None:

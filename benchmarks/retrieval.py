@@ -136,8 +136,7 @@ def main() -> None:
     for m in models:
         rows += coinmatch_rows(f"trained {m.split('/')[-1]}", m, cat_csv, queries, images_by_form,
                                verify=not args.skip_verify, depths=args.candidates)
-    wide = max([70] + [len(r["method"]) for r in rows])  # the longest label sets the column
-    text = format_table(rows, [("method", "method", f"<{wide}"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
+    text = format_table(rows, [("method", "method", "<70"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
                                ("recall@5", "R@5", "6.3f"), ("map", "mAP", "6.3f"), ("roc_auc", "AUC", "6.3f"),
                                ("tpr@fpr=0.01", "TPR@1%", "7.3f"), ("ms_per_query", "ms/q", "7.1f")])
     print(text)
