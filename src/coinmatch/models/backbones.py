@@ -99,11 +99,11 @@ def last_feature_maps(model: nn.Module, x: torch.Tensor, n: int) -> list[torch.T
     """
     if n == 1:
         return [model.forward_features(x)]
-    blocks = len(model.blocks) + 1 if hasattr(model, "conv_head") else None  # its blocks, then its head
-    available = blocks if blocks else len(model.feature_info)
+    efficientnet = hasattr(model, "conv_head")
+    available = len(model.blocks) + 1 if efficientnet else len(model.feature_info)  # blocks + head; stages
     if not 1 <= n <= available:
         raise ModelError(f"this backbone has {available} feature maps to pool; {n} asked for")
-    if blocks:
+    if efficientnet:
         final, maps = model.forward_intermediates(x, indices=n - 1, extra_blocks=True)
         return maps + [final]
     return model.forward_intermediates(x, indices=n, intermediates_only=True)
