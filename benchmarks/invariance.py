@@ -1,10 +1,11 @@
 """Rotation pooled or aligned, and which part of the catalogue-like form costs what.
 
     .venv/bin/python benchmarks/invariance.py [--backbone efficientnet_lite0] [--image-size 224]
-        [--limit 2000] [--train 1300] [--reuse] [--name invariance]
+        [--limit 2000] [--train 1300] [--colour] [--reuse] [--name invariance]
 
-The grey ImageNet descriptor (as `--grey`) of every image is taken at 16 angles (the crop turned by
-360 k / 16 degrees, reflected at the border, one backbone pass each): the euro real-pairs protocol
+The grey ImageNet descriptor (as `--grey`; with `--colour`, the colour one) of every image is taken
+at 16 angles (the crop turned by 360 k / 16 degrees, reflected at the border, one backbone pass
+each): the euro real-pairs protocol
 (benchmarks/common.py) with its queries in several forms, the held-out validation coins of
 `coinmatch train` (its split and its two fixed augmented views), and ``--train`` training coins as
 they are and in one augmented view (as benchmarks/frozen_descriptors.py). Then, in seconds:
@@ -53,8 +54,8 @@ QUERY_FORMS = [*PARTS, "catalogue-like"]
 class AngleEmbedder:
     """Per-angle descriptors: N x ANGLES x D, each row unit length."""
 
-    def __init__(self, backbone: str, size: int):
-        config = ModelConfig(backbone=backbone, grey=True, rotations=1, image_size=size)
+    def __init__(self, backbone: str, size: int, grey: bool = True):
+        config = ModelConfig(backbone=backbone, grey=grey, rotations=1, image_size=size)
         self.size = size
         self.embedder = descriptor_embedder(build_network(config).eval(), config, "cpu")
 
@@ -73,8 +74,8 @@ class AngleEmbedder:
         return v.reshape(len(crops), ANGLES, -1)
 
 
-def extract(backbone: str, size: int, limit: int, n_train: int) -> dict[str, np.ndarray]:
-    embed = AngleEmbedder(backbone, size)
+def extract(backbone: str, size: int, limit: int, n_train: int, grey: bool) -> dict[str, np.ndarray]:
+    embed = AngleEmbedder(backbone, size, grey)
     cat_ids, cat_crops, queries = euro_crops()
     out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"),
            "q_ids": np.array([q.true_id for q in queries])}
@@ -159,11 +160,13 @@ def study(d: dict) -> tuple[list[dict], list[dict]]:
 def main() -> None:
     ap = study_arguments(__doc__.splitlines()[0], "invariance")
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--colour", action="store_true", help="the colour descriptor instead of the grey one")
     args = ap.parse_args()
-    path = WORK / f"angles-{args.backbone}-{args.image_size}-{args.limit}-{args.train}.npz"
+    tone = "colour" if args.colour else "grey"
+    path = WORK / f"angles-{args.backbone}-{args.image_size}-{args.limit}-{args.train}{'-colour' * args.colour}.npz"
     d, how = stored_descriptors(path, args.reuse,
-                                lambda: extract(args.backbone, args.image_size, args.limit, args.train))
-    print(f"{args.backbone}, {args.image_size} px: per-angle descriptors {how}", flush=True)
+                                lambda: extract(args.backbone, args.image_size, args.limit, args.train, not args.colour))
+    print(f"{args.backbone}, {args.image_size} px, {tone}: per-angle descriptors {how}", flush=True)
     matching_rows, form_rows = study(d)
     text = (format_table(matching_rows, [("matching", "matching", "<9"), ("descriptor", "descriptor", "<11"),
                                          ("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
