@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from coinmatch import CoinmatchError
 from coinmatch.models.modelfile import load_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.training.augment import AugmentConfig, augment, augmentation_grid
@@ -44,6 +45,48 @@ def test_exact_and_perceptual_duplicates_are_dropped(tmp_path, demo_dir):
         w.writerows(rows)
     c = load_cache(tmp_path / "m.csv", 64, progress=False)
     assert len(c) == 2 and len(c.dropped_duplicates) == 2
+
+
+def test_training_cache_folder_keeps_to_its_budget_least_recently_used_first(tmp_path, demo_dir, monkeypatch):
+    import os
+    import shutil
+    import time
+
+    from coinmatch.training.cache import budget_bytes, prune
+
+    folder = tmp_path / "cache" / "training"
+    folder.mkdir(parents=True)
+    now = time.time() - 10 * 86400  # ten days ago
+    for i, name in enumerate(["old.npz", "mid.npz", "new.npz"]):
+        (folder / name).write_bytes(b"x" * 1000)
+        os.utime(folder / name, (now + i, now + i))
+    (folder / "dead.npz.123.tmp").write_bytes(b"x" * 5000)
+    os.utime(folder / "dead.npz.123.tmp", (now, now))
+    (folder / "live.npz.456.tmp").write_bytes(b"x" * 5000)  # a write still going on
+    os.utime(folder / "old.npz")  # read just now: the most recently used
+    deleted = prune(folder, 2000)
+    assert sorted(p.name for p in deleted) == ["dead.npz.123.tmp", "mid.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["live.npz.456.tmp", "new.npz", "old.npz"]
+    assert prune(folder, 0, keep=folder / "new.npz") == [folder / "old.npz"]  # the one just written stays
+
+    monkeypatch.setenv("COINMATCH_TRAINING_CACHE_GB", "lots")
+    with pytest.raises(CoinmatchError, match="COINMATCH_TRAINING_CACHE_GB"):
+        budget_bytes()
+
+    # through load_cache: with no room, only the cache just written is kept
+    monkeypatch.setenv("COINMATCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COINMATCH_TRAINING_CACHE_GB", "0")
+    for p in sorted((demo_dir / "catalogue").iterdir())[:2]:
+        shutil.copy(p, tmp_path / p.name)
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["image"])
+        w.writeheader()
+        w.writerows([{"image": p.name} for p in sorted((demo_dir / "catalogue").iterdir())[:2]])
+    load_cache(tmp_path / "m.csv", 48, progress=False)
+    load_cache(tmp_path / "m.csv", 64, progress=False)
+    [kept] = folder.glob("*.npz")
+    assert kept.name.startswith("m-64-")  # the 48 px cache, used less recently, made room
+    assert np.load(kept)["images"].shape[1:3] == (64, 64)
 
 
 def test_prepared_cache_is_read_back_from_disk_until_an_input_changes(tmp_path, demo_dir, monkeypatch, caplog):

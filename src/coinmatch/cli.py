@@ -313,7 +313,9 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images of each manifest."),
     disk_cache: bool = typer.Option(True, "--disk-cache/--no-disk-cache",
                                     help="Keep the prepared training images on disk (COINMATCH_CACHE) so the next "
-                                         "run skips finding the coins (~0.5 GB for 7,000 photos at 128 px)."),
+                                         "run skips finding the coins (~0.5 GB for 7,000 photos at 128 px); "
+                                         "the least recently used are deleted beyond COINMATCH_TRAINING_CACHE_GB "
+                                         "(default 4)."),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),

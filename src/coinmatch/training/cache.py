@@ -8,7 +8,9 @@ Finding and cropping the coin is most of a full run's caching time (about 14 min
 OCRE and euro photos on 2 cores), so a prepared cache is also kept on disk, under the coinmatch
 cache folder (``COINMATCH_CACHE``), and reused by the next run with the same inputs. Its key covers the
 manifest's bytes, every image's path, size and modification time, the settings, and the source of
-the code that prepares the images: change any of them and the cache is built afresh.
+the code that prepares the images: change any of them and the cache is built afresh. The folder is
+kept within a budget (``COINMATCH_TRAINING_CACHE_GB``, 4 by default): after each write the caches used
+least recently are deleted until the rest fit, and so are leftovers of writes that died a day ago or more.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,15 +96,64 @@ def load_cache(manifest: str | Path, size: int, type_column: str | None = None, 
     if limit:
         faces = faces[:limit]
     path = _disk_path(manifest, faces, size, type_column, dedupe) if disk else None
+    budget = budget_bytes() if path is not None else 0  # a bad setting fails now, not after the build
     if path is not None and path.is_file():
         try:
-            return _read(path)
+            cache = _read(path)
+            os.utime(path)  # used now: the last to be pruned
+            return cache
         except Exception as exc:  # a damaged cache file costs a rebuild, never the run
             log.warning("%s: unreadable training cache (%s); building it again", path, exc)
     cache = _build(manifest, faces, size, type_column, dedupe, progress)
     if path is not None:
         _write(cache, path)
+        prune(path.parent, budget, keep=path)
     return cache
+
+
+def budget_bytes() -> int:
+    value = os.environ.get("COINMATCH_TRAINING_CACHE_GB", "4")
+    try:
+        gb = float(value)
+    except ValueError:
+        raise CoinmatchError(f"COINMATCH_TRAINING_CACHE_GB must be a number of gigabytes, not {value!r}") from None
+    return int(max(gb, 0.0) * 1e9)
+
+
+def prune(folder: Path, budget: int, keep: Path | None = None, stale_seconds: float = 86400.0) -> list[Path]:
+    """Delete the least recently used caches in ``folder`` until the rest fit in ``budget`` bytes (``keep``
+    stays whatever its size), and temporary files of writes that stopped ``stale_seconds`` ago or more.
+    Returns what was deleted."""
+    now, deleted = time.time(), []
+    for tmp in folder.glob("*.npz.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime >= stale_seconds:
+                tmp.unlink()
+                deleted.append(tmp)
+        except OSError:
+            pass  # another run's file, gone or busy: not ours to fight over
+    files = []
+    for f in folder.glob("*.npz"):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        files.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in files)
+    for _, size, f in sorted(files, key=lambda t: t[0]):
+        if total <= budget:
+            break
+        if keep is not None and f == keep:
+            continue
+        try:
+            f.unlink()
+        except OSError as exc:
+            log.warning("%s: could not prune the training cache (%s)", f, exc)
+            continue
+        total -= size
+        deleted.append(f)
+        log.info("%s: pruned from the training cache (least recently used)", f.name)
+    return deleted
 
 
 def _build(manifest, faces, size: int, type_column: str | None, dedupe: bool, progress: bool) -> TrainingCache:
