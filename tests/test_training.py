@@ -345,3 +345,47 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     assert (cfg.grey, cfg.rotations, cfg.stages, cfg.whiten_dim, model.dim, cfg.info["loss"]) == (
         True, 2, 3, 24, 24, "whitening")
     assert model.network.whiten.in_features == 192 + 320 + 1280  # Lite0's last two blocks and its head, pooled
+
+
+def test_fine_tuning_a_model_file_keeps_its_form_and_keep_holds_it_close(tmp_path, demo_dir):
+    from coinmatch.training import loop
+    from coinmatch.training.validate import embed_arrays
+
+    white = tmp_path / "white.cm"
+    proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(white), "--loss", "whitening",
+                           "--grey", "--rotations", "2", "--dim", "24", "--image-size", "64", "--limit", "24",
+                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    start = load_model(white)
+
+    def fine_tune(name: str, keep: float) -> tuple[dict, CoinEmbedder]:
+        cfg = loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / f"{name}.cm"),
+                               init=str(white), keep=keep, epochs=2, batch_size=12, limit=24, lr=1e-4,
+                               freeze_blocks=5, image_size=128, grey=False, rotations=1, device="cpu", patience=9)
+        summary = loop.train(cfg, progress=False)
+        net = load_model(white).network  # the same architecture, with the weights the epoch ended with
+        net.load_state_dict(torch.load(tmp_path / f"{name}.train" / "last.pt", weights_only=False)["net"])
+        return summary, net.eval()
+
+    free, free_net = fine_tune("free", 0.0)
+    held, held_net = fine_tune("held", 50.0)
+    # the start is the whitened model, scored as epoch 0 on the same held-out coins as when it was fitted
+    epoch0 = free["history"][0]
+    assert epoch0["epoch"] == 0 and abs(epoch0["val_map_at_r"] - start.config.info["validation"]["val_map_at_r"]) < 1e-4
+    assert [h["epoch"] for h in free["history"]] == [0, 1, 2] and free["history"][1]["loss"] > 0
+    # its size and invariances come with it, whatever the options said; the file says where it started
+    tuned = load_model(tmp_path / "held.cm")
+    cfg = tuned.config
+    assert (cfg.image_size, cfg.grey, cfg.rotations, cfg.whiten_dim, tuned.dim) == (64, True, 2, 24, 24)
+    assert cfg.info["init_fingerprint"] == start.fingerprint and cfg.info["keep"] == 50.0
+    # keep: the embeddings move less from the starting network's than without it
+    crops = np.stack(load_cache(demo_dir / "catalogue.csv", 64, progress=False, limit=24).plain(64))
+    before = embed_arrays(start.network, crops, "cpu")
+
+    def drift(net):
+        return float(1 - np.mean(np.sum(before * embed_arrays(net, crops, "cpu"), axis=1)))
+
+    assert drift(held_net) < 0.2 * drift(free_net) and drift(free_net) > 0.02  # measured: 0.005 and 0.11
+    with pytest.raises(CoinmatchError, match="--init"):
+        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
+                                    loss="whitening", init=str(white)), progress=False)

@@ -319,6 +319,12 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    init: Optional[Path] = typer.Option(None, "--init",
+                                        help="Fine-tune this model file (e.g. a whitened one) instead of starting "
+                                             "from ImageNet; its backbone, size, invariances and head come with it."),
+    keep: float = typer.Option(0.0, "--keep",
+                               help="Weight of a pull towards the starting network's embeddings (learning without "
+                                    "forgetting); 0: none."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Train coin embeddings from one photo per coin, with augmentation positives."""
@@ -332,7 +338,8 @@ def train(
                       stages=stages, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
-                      limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume)
+                      limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,
+                      init=str(init) if init else None, keep=keep)
     summary = run_training(cfg, progress=not as_json)
     if as_json:
         _emit_json({k: v for k, v in summary.items()})

@@ -4,16 +4,23 @@ Every epoch: train on augmented views, validate on held-out coins, append to his
 ``last.pt`` (resumable), and write the model file when the validation score improves. Before the
 first epoch the starting network is scored too (epoch 0) and written as the model to beat. Stops
 early after ``patience`` epochs without improvement, or when ``max_minutes`` is spent.
+
+``init``: start from a model file (say a whitened one) instead of the ImageNet backbone and a fresh
+head; its backbone, size, invariances and head come with it. ``keep``: the weight of a term that
+holds the network's embeddings of each batch close to those of the network it started from
+(learning without forgetting, Li & Hoiem 2016), so fine-tuning adds invariance without losing what
+the starting network told apart.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -23,7 +30,7 @@ from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest
-from coinmatch.models.modelfile import ModelConfig, save_model
+from coinmatch.models.modelfile import ModelConfig, load_model, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, cache_size, load_cache
@@ -70,6 +77,8 @@ class TrainConfig:
     disk_cache: bool = True  # keep the prepared images on disk for the next run (training/cache.py)
     max_minutes: float | None = None
     resume: bool = False
+    init: str | None = None  # a model file to start from (its backbone, size, invariances and head)
+    keep: float = 0.0  # weight of the pull towards the starting network's embeddings (0: none)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -134,6 +143,16 @@ def split_validation(cache: TrainingCache, fraction: float, max_n: int, seed: in
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
+    start = None
+    if cfg.init:
+        if cfg.loss == "whitening":
+            raise CoinmatchError("--init is for the gradient losses; the whitening is fitted on the ImageNet backbone")
+        start = load_model(cfg.init)
+        c = start.config
+        cfg = replace(cfg, backbone=c.backbone, image_size=c.image_size, grey=c.grey, rotations=c.rotations,
+                      stages=c.stages, dim=start.dim)
+    if cfg.keep < 0:
+        raise CoinmatchError(f"--keep must be 0 or more, not {cfg.keep}")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = cfg.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -153,8 +172,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         return _summary(cfg, [fit["row"]], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
                         val_cache, cache, cache_seconds, t_start)
 
-    net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
-                       rotations=cfg.rotations, stages=cfg.stages).to(device)
+    if start is not None:
+        net = start.network.to(device)
+    else:
+        net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
+                           rotations=cfg.rotations, stages=cfg.stages).to(device)
+    teacher = None
+    if cfg.keep > 0:  # the network as it starts, frozen: what the fine-tuned one is held close to
+        teacher = copy.deepcopy(net).eval()
+        teacher.rotations = 1
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     frozen = freeze_early_layers(net, cfg.freeze_blocks)
     loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining, cfg.margin,
                                 with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
@@ -184,13 +212,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         history = state["history"]
         log.warning("resuming after epoch %d", state["epoch"] + 1)
 
-    model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
-                               grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, trained=True)
+    if start is not None:
+        model_config = replace(start.config, trained=True, info={})
+    else:
+        model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
+                                   grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, trained=True)
 
     def keep(row: dict) -> None:
         model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,
                              "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
-                             "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
+                             "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks,
+                             **({"init": cfg.init, "init_fingerprint": start.fingerprint} if start else {}),
+                             **({"keep": cfg.keep} if cfg.keep else {})}
         save_model(net.eval(), model_config, cfg.out)
 
     def fast():  # validation through ONNX Runtime on CPU (the network as it is now); torch on CUDA
@@ -213,6 +246,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         net.rotations = 1  # one angle per training pass: the augmentation rotates; pooling is for inference
         for m in frozen:
             m.eval()
+        if start is not None:  # fine-tuning: batch norms keep the statistics the starting network was fitted with
+            for m in net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         loader = make_loader(train_cache, cfg.image_size, cfg.batch_size, cfg.views, cfg.seed, cfg.workers, epoch)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.loss}", unit="batch", disable=not progress)
         running, n_batches, t_epoch = 0.0, 0, time.perf_counter()
@@ -225,6 +262,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 loss = loss_fn(emb, labels, miner(emb, labels))
             else:
                 loss = loss_fn(emb, labels)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(x)
+                loss = loss + cfg.keep * (1.0 - (emb * target).sum(dim=1)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
