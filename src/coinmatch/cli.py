@@ -301,6 +301,8 @@ def train(
     shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
+    lr: float = typer.Option(3e-4, "--lr", help="Learning rate of the backbone (the head's is 10x); lower it to "
+                                              "fine-tune a trained model (--init)."),
     freeze_blocks: int = typer.Option(2, "--freeze-blocks", help="Early stages kept at ImageNet weights."),
     mining: str = typer.Option("semihard", "--mining", help="Triplet mining: semihard, hard or all."),
     margin: Optional[float] = typer.Option(None, "--margin",
@@ -335,7 +337,7 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size,
+                      stages=stages, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,
