@@ -100,10 +100,14 @@ def load_cache(manifest: str | Path, size: int, type_column: str | None = None, 
     if path is not None and path.is_file():
         try:
             cache = _read(path)
-            os.utime(path)  # used now: the last to be pruned
-            return cache
         except Exception as exc:  # a damaged cache file costs a rebuild, never the run
             log.warning("%s: unreadable training cache (%s); building it again", path, exc)
+        else:
+            try:
+                os.utime(path)  # used now: the last to be pruned
+            except OSError:
+                pass  # a read-only cache folder is still a cache
+            return cache
     cache = _build(manifest, faces, size, type_column, dedupe, progress)
     if path is not None:
         _write(cache, path)
