@@ -5,10 +5,10 @@
 
 The grey ImageNet descriptor (as `--grey`; with `--colour`, the colour one) of every image is taken
 at 16 angles (the crop turned by 360 k / 16 degrees, reflected at the border, one backbone pass
-each): the euro real-pairs protocol
-(benchmarks/common.py) with its queries in several forms, the held-out validation coins of
-`coinmatch train` (its split and its two fixed augmented views), and ``--train`` training coins as
-they are and in one augmented view (as benchmarks/frozen_descriptors.py). Then, in seconds:
+each): the euro real-pairs protocol (benchmarks/common.py) with its queries in several forms, the
+held-out validation coins of `coinmatch train` (its split and its two fixed augmented views), and
+``--train`` training coins as they are and in one augmented view (as benchmarks/frozen_descriptors.py).
+Then, in seconds:
 
 1. How to use the 16 angles, raw and after the learned whitening of `--loss whitening`:
    - pooled: the mean over angles, one vector per image (what `--rotations 16` does);
@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--colour", action="store_true", help="the colour descriptor instead of the grey one")
     args = ap.parse_args()
     tone = "colour" if args.colour else "grey"
-    path = WORK / f"angles-{args.backbone}-{args.image_size}-{args.limit}-{args.train}{'-colour' * args.colour}.npz"
+    path = WORK / f"angles-{args.backbone}-{args.image_size}-{args.limit}-{args.train}{'-colour' if args.colour else ''}.npz"
     d, how = stored_descriptors(path, args.reuse,
                                 lambda: extract(args.backbone, args.image_size, args.limit, args.train, not args.colour))
     print(f"{args.backbone}, {args.image_size} px, {tone}: per-angle descriptors {how}", flush=True)

@@ -218,7 +218,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
                                    grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, trained=True)
 
-    def keep(row: dict) -> None:
+    def write_model(row: dict) -> None:
         model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,
                              "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
                              "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks,
@@ -238,7 +238,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                **{k: v for k, v in val.items() if not k.startswith("_")}}
         history.append(row)
         best, best_epoch = _score(val), 0
-        keep(row)
+        write_model(row)
         _write_history(history, work)
     images_seen, train_seconds = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs):
@@ -284,7 +284,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         score = _score(val)
         if score > best:
             best, best_epoch, stale = score, epoch + 1, 0
-            keep(row)
+            write_model(row)
         else:
             stale += 1
         torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
