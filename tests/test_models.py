@@ -169,6 +169,49 @@ def test_multi_stage_descriptor_joins_unit_stage_descriptors_and_exports(tmp_pat
     assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
 
 
+def test_ring_weights_share_every_cell_between_the_rings():
+    from coinmatch.models.network import ring_weights
+
+    for size in (2, 3, 4, 7):
+        w = ring_weights(size, size)
+        assert w.shape == (4, size, size) and torch.equal(w[0], torch.ones(size, size))
+        assert torch.allclose(w[1:].sum(0), torch.ones(size, size))  # each cell is wholly in the rings
+        assert (w[1:].sum(dim=(1, 2)) > 0).all()  # no ring is empty, even on a 2 x 2 map
+    w = ring_weights(7, 7)
+    assert w[1, 3, 3] == 1 and w[3, 0, 0] == 1  # the centre cell is the centre ring's, a corner the rim's
+    assert torch.allclose(w, torch.flip(w, dims=(-1,))) and torch.allclose(w, w.transpose(1, 2))
+
+
+def test_ring_pooled_descriptor_keeps_the_whole_map_part_turns_with_the_coin_and_exports(tmp_path, pair_paths):
+    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
+
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:3]]
+    x = torch.from_numpy(to_batch(crops, 128))
+    config = ModelConfig(image_size=128, grey=True, rotations=4, rings=True, whiten_dim=40, trained=True)
+    net = build_network(config).eval()
+    whole = build_network(ModelConfig(image_size=128, grey=True, rotations=1)).eval()
+    with torch.no_grad():
+        net.rotations = 1
+        parts = net.descriptor(x).view(3, 4, 1280) * 2  # whole map, centre, middle, rim: each unit length
+        net.rotations = 4
+        assert torch.allclose(parts[:, 0], whole.descriptor(x), atol=1e-5)  # the first part is the usual one
+        assert torch.allclose(parts.norm(dim=2), torch.ones(3, 4), atol=1e-5)
+        assert (parts[:, 1] * parts[:, 3]).sum(1).max() < 0.95  # the centre and the rim are told apart
+        # a quarter turn of the coin permutes the four angles and maps each ring onto itself: same vector
+        turned = torch.from_numpy(to_batch([np.rot90(c).copy() for c in crops], 128))
+        a, b = net.descriptor(x), net.descriptor(turned)
+    assert a.shape == (3, 4 * 1280) and (a * b).sum(1).min() > 0.9999
+    fp = save_model(net, config, tmp_path / "rings.cm")
+    loaded = load_model(tmp_path / "rings.cm")
+    assert (loaded.fingerprint, loaded.config.rings, loaded.network.whiten.in_features) == (fp, True, 4 * 1280)
+    no_rings = ModelConfig(image_size=128, grey=True, rotations=4, whiten_dim=40, trained=True)
+    assert fp != fingerprint_of(net, no_rings)
+    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
+    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
 def test_stage_count_is_checked_against_the_backbone():
     net = build_network(ModelConfig(backbone="resnet50", stages=2), weights="random")
     assert net.stage_widths() == [1024, 2048] and net.out_dim == 3072  # ResNet50's last two stages

@@ -298,6 +298,9 @@ def train(
     stages: int = typer.Option(1, "--stages",
                                help="Pool the backbone's last N feature maps, not only its final one (Lite0: "
                                     "blocks, then the head; finer detail from earlier maps)."),
+    rings: bool = typer.Option(False, "--rings",
+                               help="Pool each feature map over three concentric rings (centre, middle, rim) as "
+                                    "well as whole: where on the coin a feature lies, still rotation invariant."),
     shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
@@ -337,7 +340,7 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size, lr=lr,
+                      stages=stages, rings=rings, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,

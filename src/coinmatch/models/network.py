@@ -1,5 +1,5 @@
-"""The embedding network: [grey] -> [rotated views] -> backbone -> pooling [of its last stages] -> [whitening] -> head
--> L2-normalised vector.
+"""The embedding network: [grey] -> [rotated views] -> backbone -> pooling [of its last stages] [by rings]
+-> [whitening] -> head -> L2-normalised vector.
 
 The network takes RGB in [0, 1] (N x 3 x H x W) and normalises inside, so every runtime
 (torch, ONNX Runtime) is fed the same plain pixels.
@@ -16,6 +16,13 @@ built with it cannot be searched without them:
 ``stages`` = n > 1: the descriptor joins the pooled feature maps of the backbone's last n stages
 (Lite0: blocks, then the head convolution), each unit length: earlier maps keep finer, more local
 detail (multi-scale pooling), and whitening weighs what they add.
+
+``rings``: each feature map is pooled over three concentric rings as well as whole (centre, middle and
+rim of the coin: the crop is square around it), each part unit length, and the parts joined. A coin's
+layout is radial (portrait or value in the middle, legend at the rim), so this keeps where on the coin a
+feature lies, and a ring does not change when the coin turns: the descriptor stays rotation invariant
+(R-MAC's square regions, Tolias et al. 2016, would not). Same passes, a descriptor four times wider
+(whitening brings it back down).
 
 ``whiten_dim``: a linear whitening (with its mean) after pooling, fitted in closed form by
 :mod:`coinmatch.training.whitening`.
@@ -45,8 +52,33 @@ class GeM(nn.Module):
 
 
 class AvgPool(nn.Module):
+    p = 1.0  # GeM's exponent of average pooling
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(-2, -1))
+
+
+RING_EDGES = (0.45, 0.75)  # radii between the rings, in units of the crop's half width
+
+
+def ring_weights(height: int, width: int, supersample: int = 8) -> torch.Tensor:
+    """(1 + rings) x H x W: the whole map, then the share of each cell's area within each ring (centre, middle,
+    rim and corners), so that every ring has cells even on small maps."""
+    fh, fw = height * supersample, width * supersample
+    ys = (torch.arange(fh, dtype=torch.float32) + 0.5) / fh * 2 - 1
+    xs = (torch.arange(fw, dtype=torch.float32) + 0.5) / fw * 2 - 1
+    r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    bounds = (0.0, *RING_EDGES, float("inf"))
+    fine = torch.stack([((r >= lo) & (r < hi)).float() for lo, hi in zip(bounds[:-1], bounds[1:])])
+    return torch.cat([torch.ones(1, height, width), F.avg_pool2d(fine[None], supersample)[0]])
+
+
+def ring_pool(x: torch.Tensor, p: torch.Tensor | float, eps: float = 1e-6) -> torch.Tensor:
+    """N x C x H x W -> N x ((1 + rings) C): GeM (exponent p) over the whole map and over each ring, each part
+    unit length."""
+    w = ring_weights(x.shape[-2], x.shape[-1]).to(x.device, x.dtype)  # constants to ONNX's tracer
+    means = torch.einsum("nchw,khw->nkc", x.clamp(min=eps).pow(p), w / w.sum(dim=(1, 2), keepdim=True))
+    return F.normalize(means.pow(1.0 / p), dim=2).flatten(1)
 
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB2GRAY
@@ -69,7 +101,7 @@ class CoinEmbedder(nn.Module):
 
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
                  gem_p: float = 3.0, grey: bool = False, rotations: int = 1, stages: int = 1,
-                 whiten_dim: int | None = None):
+                 whiten_dim: int | None = None, rings: bool = False):
         super().__init__()
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
@@ -78,12 +110,15 @@ class CoinEmbedder(nn.Module):
         self.grey = bool(grey)
         self.rotations = int(rotations)
         self.stages = int(stages)
+        self.rings = bool(rings)
         spec = get_spec(backbone)
         self.backbone = create_backbone(backbone, weights=weights)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.pool = GeM(gem_p) if pooling == "gem" else AvgPool()
         feat = spec.feature_dim if stages == 1 else sum(self.stage_widths())
+        if self.rings:
+            feat *= 1 + len(RING_EDGES) + 1
         self.whiten: nn.Module = nn.Identity()
         if whiten_dim:
             self.whiten = nn.Linear(feat, whiten_dim)  # its weights and bias are set by the closed-form fit
@@ -100,8 +135,12 @@ class CoinEmbedder(nn.Module):
         """The last ``stages`` feature maps of the backbone, shallowest first."""
         return last_feature_maps(self.backbone, (x - self.mean) / self.std, self.stages)
 
+    def pooled(self, m: torch.Tensor) -> torch.Tensor:
+        """One feature map pooled to a unit vector: whole, or whole and by rings."""
+        return F.normalize(ring_pool(m, self.pool.p), dim=1) if self.rings else F.normalize(self.pool(m), dim=1)
+
     def stage_widths(self) -> list[int]:
-        """The channels of each pooled feature map (read from one small pass in eval mode, which leaves the
+        """The channels of each feature map (read from one small pass in eval mode, which leaves the
         batch-norm statistics as they are)."""
         training = self.backbone.training
         self.backbone.eval()
@@ -126,7 +165,7 @@ class CoinEmbedder(nn.Module):
 
     def stage_descriptors(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One pooled, L2-normalised descriptor per stage (each averaged over the rotated views)."""
-        parts = [F.normalize(self.pool(m), dim=1) for m in self.feature_maps(self.views(x))]
+        parts = [self.pooled(m) for m in self.feature_maps(self.views(x))]
         if self.rotations == 1:
             return parts
         return [F.normalize(v.view(self.rotations, x.shape[0], -1).mean(dim=0), dim=1) for v in parts]

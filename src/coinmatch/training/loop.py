@@ -54,6 +54,7 @@ class TrainConfig:
     grey: bool = False  # colour-blind network (see models/network.py)
     rotations: int = 1  # rotation pooling at inference (training passes see one angle: augmentation rotates)
     stages: int = 1  # pool the backbone's last this many feature maps (see models/network.py)
+    rings: bool = False  # pool each map over concentric rings as well as whole (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     epochs: int = 12
     batch_size: int = 48
@@ -140,6 +141,23 @@ def split_validation(cache: TrainingCache, fraction: float, max_n: int, seed: in
     return train_cache, cache.subset(val)
 
 
+def form_of(start, cfg: TrainConfig) -> dict:
+    """The options a model file to fine-tune (``--init``) fixes: its backbone, size and invariances. An option
+    set away from its default to something else is refused, not silently overridden."""
+    c = start.config
+    fixed = {"backbone": c.backbone, "image_size": c.image_size, "grey": c.grey, "rotations": c.rotations,
+             "stages": c.stages, "rings": c.rings, "dim": start.dim, "weights": None}
+    default = TrainConfig(manifests=[], out="")
+    clash = [f"--{k.replace('_', '-')}" + ("" if getattr(cfg, k) is True else f" {getattr(cfg, k)}")
+             for k, v in fixed.items() if getattr(cfg, k) not in (v, getattr(default, k))]
+    if clash:
+        raise CoinmatchError(f"{cfg.init}: {', '.join(clash)} cannot be set when fine-tuning this model file, "
+                             f"whose backbone, size and invariances come with it (image size {c.image_size}, "
+                             f"grey {c.grey}, rotations {c.rotations}, stages {c.stages}, rings {c.rings}, "
+                             f"{start.dim}-d); leave them out")
+    return fixed
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -148,9 +166,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if cfg.loss == "whitening":
             raise CoinmatchError("--init is for the gradient losses; the whitening is fitted on the ImageNet backbone")
         start = load_model(cfg.init)
-        c = start.config
-        cfg = replace(cfg, backbone=c.backbone, image_size=c.image_size, grey=c.grey, rotations=c.rotations,
-                      stages=c.stages, dim=start.dim)
+        cfg = replace(cfg, **form_of(start, cfg))
     if cfg.keep < 0:
         raise CoinmatchError(f"--keep must be 0 or more, not {cfg.keep}")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -176,7 +192,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         net = start.network.to(device)
     else:
         net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
-                           rotations=cfg.rotations, stages=cfg.stages).to(device)
+                           rotations=cfg.rotations, stages=cfg.stages, rings=cfg.rings).to(device)
     teacher = None
     if cfg.keep > 0:  # the network as it starts, frozen: what the fine-tuned one is held close to
         teacher = copy.deepcopy(net).eval()
@@ -216,7 +232,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model_config = replace(start.config, trained=True, info={})
     else:
         model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
-                                   grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, trained=True)
+                                   grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, rings=cfg.rings,
+                                   trained=True)
 
     def write_model(row: dict) -> None:
         model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,
