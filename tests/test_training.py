@@ -329,11 +329,24 @@ def test_learned_whitening_damps_what_varies_within_pairs():
         learned_whitening(x, y, dim=13)
 
 
+def test_whitening_pairs_each_coin_with_its_views_view_major(cache):
+    from coinmatch.training.whitening import positive_pairs
+
+    plain, one = positive_pairs(cache, 64, seed=3)
+    plain2, two = positive_pairs(cache, 64, seed=3, views=2)
+    n = len(cache)
+    assert len(plain) == len(plain2) == len(one) == n and len(two) == 2 * n
+    assert all(np.array_equal(a, b) for a, b in zip(one, two[:n]))  # view 1 as before: one-view fits unchanged
+    assert not any(np.array_equal(a, b) for a, b in zip(two[:n], two[n:]))  # view 2 is another draw
+    with pytest.raises(ValueError, match="at least 1"):
+        positive_pairs(cache, 64, seed=3, views=0)
+
+
 def test_train_whitening_end_to_end(tmp_path, demo_dir):
     out = tmp_path / "white.cm"
     proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "whitening",
                            "--grey", "--rotations", "2", "--stages", "3", "--rings", "--dim", "24", "--image-size",
-                           "96", "--json", "--val-pairs", str(demo_dir / "pairs.csv")],
+                           "96", "--whitening-views", "2", "--json", "--val-pairs", str(demo_dir / "pairs.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -344,6 +357,7 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     cfg = model.config
     assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.whiten_dim, model.dim, cfg.info["loss"]) == (
         True, 2, 3, True, 24, 24, "whitening")
+    assert (cfg.info["views"], cfg.info["pairs"]) == (2, 2 * summary["train_images"])  # each coin, two views
     # Lite0's last two blocks and its head, each pooled whole and over three rings
     assert model.network.whiten.in_features == 4 * (192 + 320 + 1280)
 

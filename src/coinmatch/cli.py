@@ -302,6 +302,9 @@ def train(
                                help="Pool each feature map over three concentric rings (centre, middle, rim) as "
                                     "well as whole: where on the coin a feature lies, still rotation invariant."),
     shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
+    whitening_views: int = typer.Option(1, "--whitening-views",
+                                        help="Whitening: augmented views paired with each coin (more pairs, a "
+                                             "steadier fit; each view costs one more pass over the photos)."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
     lr: float = typer.Option(3e-4, "--lr", help="Learning rate of the backbone (the head's is 10x); lower it to "
@@ -340,7 +343,7 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, rings=rings, shrinkage=shrinkage, epochs=epochs, batch_size=batch_size, lr=lr,
+                      stages=stages, rings=rings, shrinkage=shrinkage, whitening_views=whitening_views, epochs=epochs, batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,

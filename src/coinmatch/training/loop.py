@@ -56,6 +56,7 @@ class TrainConfig:
     stages: int = 1  # pool the backbone's last this many feature maps (see models/network.py)
     rings: bool = False  # pool each map over concentric rings as well as whole (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
+    whitening_views: int = 1  # whitening only: augmented views paired with each coin
     epochs: int = 12
     batch_size: int = 48
     views: int = 2
@@ -169,6 +170,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         cfg = replace(cfg, **form_of(start, cfg))
     if cfg.keep < 0:
         raise CoinmatchError(f"--keep must be 0 or more, not {cfg.keep}")
+    if cfg.whitening_views < 1:
+        raise CoinmatchError(f"--whitening-views must be 1 or more, not {cfg.whitening_views}")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = cfg.work_dir
     work.mkdir(parents=True, exist_ok=True)

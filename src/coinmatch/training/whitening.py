@@ -71,10 +71,13 @@ def descriptor_embedder(net: CoinEmbedder, config: ModelConfig, device: str) -> 
     return Embedder(LoadedModel(net.eval(), config, fingerprint_of(net, config), "training"), device=device)
 
 
-def positive_pairs(cache, size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each cached coin as it is (resized) and one augmented view of it."""
+def positive_pairs(cache, size: int, seed: int, views: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each cached coin as it is (resized), and ``views`` augmented views of every coin, view-major (view 1 of
+    each coin, then view 2...): pair k is coin k mod N with its view k // N."""
+    if views < 1:
+        raise ValueError(f"views per coin must be at least 1, not {views}")
     rng = np.random.default_rng(seed)
-    return cache.plain(size), [augment(im, rng, size) for im in cache.images]
+    return cache.plain(size), [augment(im, rng, size) for _ in range(views) for im in cache.images]
 
 
 def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
@@ -86,9 +89,9 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
                               grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, rings=cfg.rings)
     net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
-    plain, views = positive_pairs(cache, cfg.image_size, cfg.seed)
+    plain, views = positive_pairs(cache, cfg.image_size, cfg.seed, cfg.whitening_views)
     embedder = descriptor_embedder(net, base_config, device)
-    x = embedder.embed(plain, progress=progress)
+    x = np.tile(embedder.embed(plain, progress=progress), (cfg.whitening_views, 1))
     y = embedder.embed(views, progress=progress)
     extract_seconds = time.perf_counter() - t
     del embedder  # its ONNX Runtime memory, before the whitened model gets its own
@@ -102,8 +105,9 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     val = validate(white, val_views, device, real, embed=lambda arr: final.embed(list(arr)))
     row = {"epoch": 1, "loss": None, "seconds": round(time.perf_counter() - t, 1),
            **{k: v for k, v in val.items() if not k.startswith("_")}}
-    config.info = {"loss": "whitening", "manifests": cfg.manifests, "pairs": len(x), "shrinkage": cfg.shrinkage,
+    config.info = {"loss": "whitening", "manifests": cfg.manifests, "pairs": len(x), "views": cfg.whitening_views,
+                   "shrinkage": cfg.shrinkage,
                    "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))}, "seed": cfg.seed}
     save_model(white.eval(), config, cfg.out)
     log.info("whitening fitted on %d positive pairs in %.0f s", len(x), extract_seconds)
-    return {"row": row, "val": val, "extract_seconds": extract_seconds, "images": 2 * len(x)}
+    return {"row": row, "val": val, "extract_seconds": extract_seconds, "images": len(plain) + len(views)}
