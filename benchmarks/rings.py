@@ -1,0 +1,132 @@
+"""Ring pooling: the last feature map pooled over concentric rings as well as whole, rotation pooled.
+
+    .venv/bin/python benchmarks/rings.py [--image-size 224] [--limit 2000] [--train 1300] [--views 2]
+        [--reuse] [--name rings]
+
+A coin's layout is radial: legend and rim outside, portrait or value in the middle. Pooling the last
+feature map over concentric rings keeps where on the coin a feature lies, and a ring does not change
+when the coin turns, so the descriptor stays rotation invariant (R-MAC's regions, Tolias et al. 2016,
+are squares and would not).
+
+The grey, 16-angle rotation-pooled ImageNet Lite0 network of `--grey --rotations 16` computes, for each
+image and angle, GeM over the whole map and over three rings of it (`--rings`, models/network.py: radius
+below 0.45, 0.45 to 0.75 and beyond, in half-widths of the crop; each cell of the 7 x 7 map weighed by its
+area in the ring), each unit length, then averages over the angles. Descriptors: the whole map (what the models do now); the three rings joined; the whole map
+and the rings joined; the rings summed (R-MAC's aggregation). Each raw and after the learned whitening
+of `--loss whitening` (512-d, shrinkage 0.1, fitted on ``--train`` training coins x ``--views`` augmented
+views), scored on the euro real pairs (benchmarks/common.py) as photographed and catalogue-like, and on
+the training loop's held-out coins (val P@1). The descriptors are kept in out/benchmarks/ (``--reuse``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from common import WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments, training_views
+from coinmatch.evaluation.protocol import load_query_images
+from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network
+from coinmatch.models.network import RING_EDGES, CoinEmbedder, ring_pool
+from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import prepare_array
+from coinmatch.training.whitening import learned_whitening
+
+ROTATIONS = 16
+PARTS = 1 + len(RING_EDGES) + 1  # the whole map, then each ring
+
+
+class RingDescriptors(nn.Module):
+    """N x (PARTS * C): the parts of ``--rings`` (each unit length per angle), averaged over the angles, not
+    joined into one unit vector, so that the study can take them apart."""
+
+    def __init__(self, net: CoinEmbedder):
+        super().__init__()
+        self.net = net
+        self.out_dim = PARTS * net.stage_widths()[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.net.feature_maps(self.net.views(x))[-1]  # (angles * N) x C x h x w
+        return ring_pool(m, self.net.pool.p).view(self.net.rotations, x.shape[0], -1).mean(dim=0)
+
+
+def extract(size: int, limit: int, n_train: int, n_views: int) -> dict[str, np.ndarray]:
+    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=size)
+    net = RingDescriptors(build_network(config).eval()).eval()
+    embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu",
+                        onnx_file=WORK / "rings-study.onnx")
+
+    def embed(crops, what):
+        t = time.perf_counter()
+        v = embedder.embed(crops, progress=True)
+        print(f"{what}: {len(crops)} images in {time.perf_counter() - t:.0f} s", flush=True)
+        return v
+
+    cat_ids, cat_crops, queries = euro_crops()
+    out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"),
+           "q_ids": np.array([q.true_id for q in queries])}
+    for form in ("photo", "catalogue-like"):
+        images = load_query_images(queries, form, seed=0)
+        out["q:" + form] = embed([prepare_array(im, q.name).crop for im, q in zip(images, queries)], form)
+    for key, crops in training_views(size, limit, n_train, n_views).items():
+        out[key] = embed(crops, key)
+    return out
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def descriptors(d: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Each variant's descriptors of every set, from the stored (whole, ring 1, ring 2, ...) blocks."""
+    def blocks(a):
+        return np.split(a, PARTS, axis=1)
+
+    variants = {
+        "whole map (now)": lambda b: b[0],
+        "rings joined": lambda b: np.concatenate(b[1:], axis=1),
+        "whole + rings (--rings)": lambda b: np.concatenate(b, axis=1),
+        "rings summed": lambda b: sum(unit(x) for x in b[1:]),
+    }
+    sets = [k for k, v in d.items() if v.dtype.kind == "f"]
+    return {name: {k: unit(make(blocks(d[k]))) for k in sets} for name, make in variants.items()}
+
+
+def study(d: dict[str, np.ndarray], n_views: int) -> list[dict]:
+    rows = []
+    for name, v in descriptors(d).items():
+        x, y = v["x"], v["y"]
+        p, m = learned_whitening(np.tile(x, (n_views, 1)), y, 512, 0.1)
+        for how, t in (("raw", lambda a: a), ("whitened", lambda a: unit((a - m) @ p.T))):
+            w = {k: t(a) for k, a in v.items()}
+            val = w["val_b"] @ w["val_a"].T
+            row = {"descriptor": name, "dim": x.shape[1], "how": how,
+                   "val P@1": float(np.mean(val.argmax(1) == np.arange(len(val))))}
+            for form in ("photo", "catalogue-like"):
+                scores = w["q:" + form] @ w["cat"].T
+                row[form] = float(np.mean(d["cat_ids"][scores.argmax(1)] == d["q_ids"]))
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = study_arguments(__doc__.splitlines()[0], "rings")
+    ap.add_argument("--views", type=int, default=2, help="augmented views of each training coin")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"rings-area-{args.image_size}-{args.limit}-{args.train}-{args.views}.npz"
+    d, how = stored_descriptors(path, args.reuse,
+                                lambda: extract(args.image_size, args.limit, args.train, args.views))
+    print(f"Lite0, grey, {ROTATIONS} angles, {args.image_size} px: ring descriptors {how}", flush=True)
+    rows = study(d, args.views)
+    text = format_table(rows, [("descriptor", "descriptor", "<22"), ("dim", "dim", ">5"), ("how", "", "<9"),
+                               ("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
+                               ("catalogue-like", "cat-like R@1", "13.3f")])
+    print(text)
+    save_results(args.name, rows, text)
+
+
+if __name__ == "__main__":
+    main()
