@@ -104,6 +104,11 @@ def stored_descriptors(path: Path, reuse: bool, extract) -> tuple[dict[str, np.n
     return d, f"embedded in {time.perf_counter() - t:.0f} s"
 
 
+# the columns every frozen-descriptor study reports: held-out augmented P@1 and the euro pairs' recall@1
+SCORE_COLUMNS = [("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
+                 ("catalogue-like", "cat-like R@1", "13.3f")]
+
+
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A plain-text table: columns are (key, header, format spec such as '<70', '6.3f' or '>10'). A column is
     as wide as its spec or as its longest cell, whichever is wider, so a long label never shifts its row."""

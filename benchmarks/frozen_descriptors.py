@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
-                    training_views)
+from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
+                    study_arguments, training_views)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.prepare import prepare_array
@@ -154,9 +154,7 @@ def main() -> None:
         print(f"{backbone}: descriptors of {len(d['x'])} training coins (as they are + {len(d['y'])} augmented "
               f"view(s)), {len(d['val_a'])} validation coins and the euro protocol, {how}", flush=True)
         rows += study(d, backbone, args.head_epochs)
-    text = format_table(rows, [("backbone", "backbone", "<18"), ("method", "method", "<70"),
-                               ("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
-                               ("catalogue-like", "cat-like R@1", "13.3f")])
+    text = format_table(rows, [("backbone", "backbone", "<18"), ("method", "method", "<70"), *SCORE_COLUMNS])
     print(text)
     save_results(args.name, rows, text)
 

@@ -29,8 +29,8 @@ import time
 import cv2
 import numpy as np
 
-from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
-                    training_views)
+from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
+                    study_arguments, training_views)
 from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.runtime import resize_square
@@ -169,8 +169,7 @@ def main() -> None:
     print(f"{args.backbone}, {args.image_size} px, {tone}: per-angle descriptors {how}", flush=True)
     matching_rows, form_rows = study(d)
     text = (format_table(matching_rows, [("matching", "matching", "<9"), ("descriptor", "descriptor", "<11"),
-                                         ("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
-                                         ("catalogue-like", "cat-like R@1", "13.3f")])
+                                         *SCORE_COLUMNS])
             + "\n\npooled, by query form (euro recall@1)\n"
             + format_table(form_rows, [("query form", "query form", "<16"), ("raw", "raw", "6.3f"),
                                        ("whitened", "whitened", "9.3f")]))

@@ -11,8 +11,9 @@ are squares and would not).
 The grey, 16-angle rotation-pooled ImageNet Lite0 network of `--grey --rotations 16` computes, for each
 image and angle, GeM over the whole map and over three rings of it (`--rings`, models/network.py: radius
 below 0.45, 0.45 to 0.75 and beyond, in half-widths of the crop; each cell of the 7 x 7 map weighed by its
-area in the ring), each unit length, then averages over the angles. Descriptors: the whole map (what the models do now); the three rings joined; the whole map
-and the rings joined; the rings summed (R-MAC's aggregation). Each raw and after the learned whitening
+area in the ring), each unit length, then averages over the angles. Descriptors: the whole map (what
+the models do now); the three rings joined; the whole map and the rings joined (`--rings`); the rings
+summed (R-MAC's aggregation). Each raw and after the learned whitening
 of `--loss whitening` (512-d, shrinkage 0.1, fitted on ``--train`` training coins x ``--views`` augmented
 views), scored on the euro real pairs (benchmarks/common.py) as photographed and catalogue-like, and on
 the training loop's held-out coins (val P@1). The descriptors are kept in out/benchmarks/ (``--reuse``).
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments, training_views
+from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
+                    study_arguments, training_views)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network
 from coinmatch.models.network import RING_EDGES, CoinEmbedder, ring_pool
@@ -122,8 +124,7 @@ def main() -> None:
     print(f"Lite0, grey, {ROTATIONS} angles, {args.image_size} px: ring descriptors {how}", flush=True)
     rows = study(d, args.views)
     text = format_table(rows, [("descriptor", "descriptor", "<22"), ("dim", "dim", ">5"), ("how", "", "<9"),
-                               ("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
-                               ("catalogue-like", "cat-like R@1", "13.3f")])
+                               *SCORE_COLUMNS])
     print(text)
     save_results(args.name, rows, text)
 

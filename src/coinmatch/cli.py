@@ -343,7 +343,8 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, rings=rings, shrinkage=shrinkage, whitening_views=whitening_views, epochs=epochs, batch_size=batch_size, lr=lr,
+                      stages=stages, rings=rings, shrinkage=shrinkage, whitening_views=whitening_views,
+                      epochs=epochs, batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,
