@@ -406,4 +406,7 @@ def test_fine_tuning_a_model_file_keeps_its_form_and_keep_holds_it_close(tmp_pat
     with pytest.raises(CoinmatchError, match=r"--image-size 96, --rotations 4, --rings cannot be set"):
         loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
                                     init=str(white), image_size=96, rotations=4, rings=True), progress=False)
+    with pytest.raises(CoinmatchError, match="--whitening-views must be 1 or more, not 0"):
+        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
+                                    loss="whitening", whitening_views=0), progress=False)
     assert not (tmp_path / "w.cm").exists() and not (tmp_path / "w.train").exists()
