@@ -30,6 +30,8 @@ feature lies, and a ring does not change when the coin turns: the descriptor sta
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,9 +63,11 @@ class AvgPool(nn.Module):
 RING_EDGES = (0.45, 0.75)  # radii between the rings, in units of the crop's half width
 
 
+@functools.lru_cache(maxsize=16)
 def ring_weights(height: int, width: int, supersample: int = 8) -> torch.Tensor:
     """(1 + rings) x H x W: the whole map, then the share of each cell's area within each ring (centre, middle,
-    rim and corners), so that every ring has cells even on small maps."""
+    rim and corners), so that every ring has cells even on small maps. Computed once per map size (callers
+    must not change it in place)."""
     fh, fw = height * supersample, width * supersample
     ys = (torch.arange(fh, dtype=torch.float32) + 0.5) / fh * 2 - 1
     xs = (torch.arange(fw, dtype=torch.float32) + 0.5) / fw * 2 - 1

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest
-from coinmatch.models.modelfile import ModelConfig, load_model, save_model
+from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, cache_size, load_cache
@@ -82,6 +82,12 @@ class TrainConfig:
     init: str | None = None  # a model file to start from (its backbone, size, invariances and head)
     keep: float = 0.0  # weight of the pull towards the starting network's embeddings (0: none)
     extra: dict = field(default_factory=dict)
+
+    def model_config(self, **overrides) -> ModelConfig:
+        """The model file's config of these options (backbone, size, invariances, head size)."""
+        return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
+                              "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
+                              "stages": self.stages, "rings": self.rings, **overrides})
 
     @property
     def work_dir(self) -> Path:
@@ -193,9 +199,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     if start is not None:
         net = start.network.to(device)
+        model_config = replace(start.config, trained=True, info={})
     else:
-        net = CoinEmbedder(cfg.backbone, dim=cfg.dim, pooling="gem", weights=cfg.weights, grey=cfg.grey,
-                           rotations=cfg.rotations, stages=cfg.stages, rings=cfg.rings).to(device)
+        model_config = cfg.model_config(trained=True)
+        net = build_network(model_config, weights=cfg.weights).to(device)
     teacher = None
     if cfg.keep > 0:  # the network as it starts, frozen: what the fine-tuned one is held close to
         teacher = copy.deepcopy(net).eval()
@@ -230,13 +237,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         start_epoch, best, best_epoch, stale = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
         history = state["history"]
         log.warning("resuming after epoch %d", state["epoch"] + 1)
-
-    if start is not None:
-        model_config = replace(start.config, trained=True, info={})
-    else:
-        model_config = ModelConfig(backbone=cfg.backbone, dim=cfg.dim, pooling="gem", image_size=cfg.image_size,
-                                   grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, rings=cfg.rings,
-                                   trained=True)
 
     def write_model(row: dict) -> None:
         model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,

@@ -85,8 +85,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     from coinmatch.training.validate import validate
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    base_config = ModelConfig(backbone=cfg.backbone, dim=None, pooling="gem", image_size=cfg.image_size,
-                              grey=cfg.grey, rotations=cfg.rotations, stages=cfg.stages, rings=cfg.rings)
+    base_config = cfg.model_config(dim=None)
     net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
     plain, views = positive_pairs(cache, cfg.image_size, cfg.seed, cfg.whitening_views)
