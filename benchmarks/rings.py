@@ -54,11 +54,14 @@ class RingDescriptors(nn.Module):
         return ring_pool(m, self.net.pool.p).view(self.net.rotations, x.shape[0], -1).mean(dim=0)
 
 
-def extract(size: int, limit: int, n_train: int, n_views: int) -> dict[str, np.ndarray]:
-    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=size)
+def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int | None = None) -> dict[str, np.ndarray]:
+    """Every set's ring descriptors (see ``descriptors``). The training views are made at ``size`` px and
+    embedded at ``embed_size`` (default: the same), so that two sizes see the very same views."""
+    embed_size = embed_size or size
+    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=embed_size)
     net = RingDescriptors(build_network(config).eval()).eval()
-    embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu",
-                        onnx_file=WORK / "rings-study.onnx")
+    onnx = "rings-study.onnx" if embed_size == 224 else f"rings-study-{embed_size}.onnx"
+    embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu", onnx_file=WORK / onnx)
 
     def embed(crops, what):
         t = time.perf_counter()
@@ -96,20 +99,28 @@ def descriptors(d: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     return {name: {k: unit(make(blocks(d[k]))) for k in sets} for name, make in variants.items()}
 
 
+def whitened(v: dict[str, np.ndarray], n_views: int) -> dict[str, np.ndarray]:
+    """Every set whitened as `--loss whitening` does (512-d, shrinkage 0.1), fitted on the training coins
+    (x) against their first ``n_views`` augmented views (y, view-major)."""
+    x = v["x"]
+    p, m = learned_whitening(np.tile(x, (n_views, 1)), v["y"][:n_views * len(x)], 512, 0.1)
+    return {k: unit((a - m) @ p.T) for k, a in v.items()}
+
+
+def scores(w: dict[str, np.ndarray], d: dict[str, np.ndarray]) -> dict[str, float]:
+    """Held-out augmented P@1 and the euro pairs' recall@1 in both forms (SCORE_COLUMNS)."""
+    val = w["val_b"] @ w["val_a"].T
+    row = {"val P@1": float(np.mean(val.argmax(1) == np.arange(len(val))))}
+    for form in ("photo", "catalogue-like"):
+        row[form] = float(np.mean(d["cat_ids"][(w["q:" + form] @ w["cat"].T).argmax(1)] == d["q_ids"]))
+    return row
+
+
 def study(d: dict[str, np.ndarray], n_views: int) -> list[dict]:
     rows = []
     for name, v in descriptors(d).items():
-        x, y = v["x"], v["y"]
-        p, m = learned_whitening(np.tile(x, (n_views, 1)), y, 512, 0.1)
-        for how, t in (("raw", lambda a: a), ("whitened", lambda a: unit((a - m) @ p.T))):
-            w = {k: t(a) for k, a in v.items()}
-            val = w["val_b"] @ w["val_a"].T
-            row = {"descriptor": name, "dim": x.shape[1], "how": how,
-                   "val P@1": float(np.mean(val.argmax(1) == np.arange(len(val))))}
-            for form in ("photo", "catalogue-like"):
-                scores = w["q:" + form] @ w["cat"].T
-                row[form] = float(np.mean(d["cat_ids"][scores.argmax(1)] == d["q_ids"]))
-            rows.append(row)
+        for how, w in (("raw", v), ("whitened", whitened(v, n_views))):
+            rows.append({"descriptor": name, "dim": v["x"].shape[1], "how": how, **scores(w, d)})
     return rows
 
 
