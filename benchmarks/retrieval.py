@@ -7,7 +7,8 @@ Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of 
 queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
 Methods: perceptual hash; pooled ImageNet features of the whole image (the reference baseline);
 coinmatch's default model (coin found and cropped, GeM pooling), with and without verification;
-and every trained model file given (by default all of runs/*.cm).
+and every trained model file given (by default all of runs/*.cm). The .json results also list, for each
+row, the queries whose coin was not ranked first and its rank (0: below the search depth).
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
     rows = []
     for form, images in images_by_form.items():
         for depth in (None,) + (tuple(depths) if verify else ()):
-            s = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20).summary()
+            ev = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20)
+            s = ev.summary()
             rows.append({"method": label + (f" + verification (top {depth})" if depth else ""), "form": form,
                          **{k: s[k] for k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
-                                              "ms_per_query")}})
+                                              "ms_per_query")},
+                         "misses": {o.query.true_id: o.rank for o in ev.outcomes if o.rank != 1}})
     searcher.close()
     return rows
 
