@@ -104,6 +104,11 @@ def stored_descriptors(path: Path, reuse: bool, extract) -> tuple[dict[str, np.n
     return d, f"embedded in {time.perf_counter() - t:.0f} s"
 
 
+def unit(a: np.ndarray) -> np.ndarray:
+    """Each row (the last axis) scaled to unit length."""
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
 # the columns every frozen-descriptor study reports: held-out augmented P@1 and the euro pairs' recall@1
 SCORE_COLUMNS = [("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
                  ("catalogue-like", "cat-like R@1", "13.3f")]

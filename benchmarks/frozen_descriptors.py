@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
-                    study_arguments, training_views)
+                    study_arguments, training_views, unit)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.prepare import prepare_array
@@ -53,10 +53,6 @@ def extract(backbone: str, size: int, limit: int, n_train: int, n_views: int) ->
     return out
 
 
-def normalise(a: np.ndarray) -> np.ndarray:
-    return a / np.linalg.norm(a, axis=1, keepdims=True)
-
-
 def scores(d: dict, transform) -> dict:
     """Held-out augmented P@1 and euro recall@1 (both forms) after ``transform`` (array -> unit rows)."""
     sims = transform(d["val_b"]) @ transform(d["val_a"]).T
@@ -69,7 +65,7 @@ def scores(d: dict, transform) -> dict:
 
 
 def linear(weight: np.ndarray, bias: np.ndarray):
-    return lambda v: normalise(v @ weight.T + bias)
+    return lambda v: unit(v @ weight.T + bias)
 
 
 def whitening(d: dict, dim: int, shrinkage: float):
@@ -117,7 +113,7 @@ def train_head(d: dict, weight: np.ndarray, bias: np.ndarray, loss: str, lr: flo
 
 
 def study(d: dict, label: str, head_epochs: int) -> list[dict]:
-    rows = [{"backbone": label, "method": "raw descriptor (no training)", **scores(d, normalise)}]
+    rows = [{"backbone": label, "method": "raw descriptor (no training)", **scores(d, unit)}]
     n, n_views = len(d["x"]), len(d["y"])
     for coins in sorted({n // 4, n // 2, n}):  # how the whitening grows with its training pairs
         for views in sorted({1, n_views}):

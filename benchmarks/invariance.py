@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
-                    study_arguments, training_views)
+                    study_arguments, training_views, unit)
 from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.runtime import resize_square
@@ -89,10 +89,6 @@ def extract(backbone: str, size: int, limit: int, n_train: int, grey: bool) -> d
     for key, crops in training_views(size, limit, n_train).items():
         out[key] = embed(crops, key)
     return out
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
 def pooled(a: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
-                    study_arguments, training_views)
+                    study_arguments, training_views, unit)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network
 from coinmatch.models.network import RING_EDGES, CoinEmbedder, ring_pool
@@ -78,10 +78,6 @@ def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int |
     for key, crops in training_views(size, limit, n_train, n_views).items():
         out[key] = embed(crops, key)
     return out
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
 def descriptors(d: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
-                    training_views)
+                    training_views, unit)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
 from coinmatch.models.runtime import Embedder
@@ -79,10 +79,6 @@ def extract(size: int, limit: int, n_train: int) -> dict[str, np.ndarray]:
     for key, crops in training_views(size, limit, n_train).items():
         out[key] = embed(crops, key)
     return out
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
 def score(d: dict, stages: tuple[str, ...], dim: int | None) -> dict:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import SCORE_COLUMNS, WORK, format_table, save_results, stored_descriptors, study_arguments
-from rings import PARTS, extract, scores, unit, whitened
+from common import SCORE_COLUMNS, WORK, format_table, save_results, stored_descriptors, study_arguments, unit
+from rings import PARTS, extract, scores, whitened
 
 PIECES = {"whole map": lambda b: b[0], "whole + rings (--rings)": lambda b: np.concatenate(b, axis=1)}
 
