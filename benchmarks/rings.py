@@ -31,13 +31,13 @@ from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results,
                     study_arguments, training_views, unit)
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network
-from coinmatch.models.network import RING_EDGES, CoinEmbedder, ring_pool
+from coinmatch.models.network import RING_PARTS as PARTS
+from coinmatch.models.network import CoinEmbedder, ring_pool
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import learned_whitening
 
 ROTATIONS = 16
-PARTS = 1 + len(RING_EDGES) + 1  # the whole map, then each ring
 
 
 class RingDescriptors(nn.Module):
@@ -60,8 +60,8 @@ def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int |
     embed_size = embed_size or size
     config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=embed_size)
     net = RingDescriptors(build_network(config).eval()).eval()
-    onnx = "rings-study.onnx" if embed_size == 224 else f"rings-study-{embed_size}.onnx"
-    embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu", onnx_file=WORK / onnx)
+    embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu",
+                        onnx_file=WORK / f"rings-study-{embed_size}.onnx")
 
     def embed(crops, what):
         t = time.perf_counter()
@@ -80,19 +80,23 @@ def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int |
     return out
 
 
-def descriptors(d: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Each variant's descriptors of every set, from the stored (whole, ring 1, ring 2, ...) blocks."""
-    def blocks(a):
-        return np.split(a, PARTS, axis=1)
+# each descriptor the study compares, made from the stored blocks (whole, ring 1, ring 2, ...) of one image
+VARIANTS = {
+    "whole map (now)": lambda b: b[0],
+    "rings joined": lambda b: np.concatenate(b[1:], axis=1),
+    "whole + rings (--rings)": lambda b: np.concatenate(b, axis=1),
+    "rings summed": lambda b: sum(unit(x) for x in b[1:]),
+}
 
-    variants = {
-        "whole map (now)": lambda b: b[0],
-        "rings joined": lambda b: np.concatenate(b[1:], axis=1),
-        "whole + rings (--rings)": lambda b: np.concatenate(b, axis=1),
-        "rings summed": lambda b: sum(unit(x) for x in b[1:]),
-    }
-    sets = [k for k, v in d.items() if v.dtype.kind == "f"]
-    return {name: {k: unit(make(blocks(d[k]))) for k in sets} for name, make in variants.items()}
+
+def variant(d: dict[str, np.ndarray], make) -> dict[str, np.ndarray]:
+    """One variant's unit descriptors of every set (``make``: one of VARIANTS)."""
+    return {k: unit(make(np.split(a, PARTS, axis=1))) for k, a in d.items() if a.dtype.kind == "f"}
+
+
+def descriptors(d: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Each variant's descriptors of every set."""
+    return {name: variant(d, make) for name, make in VARIANTS.items()}
 
 
 def whitened(v: dict[str, np.ndarray], n_views: int) -> dict[str, np.ndarray]:

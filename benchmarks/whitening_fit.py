@@ -20,24 +20,20 @@ from __future__ import annotations
 import numpy as np
 
 from common import SCORE_COLUMNS, WORK, format_table, save_results, stored_descriptors, study_arguments, unit
-from rings import PARTS, extract, scores, whitened
+from rings import VARIANTS, extract, scores, variant, whitened
 
-PIECES = {"whole map": lambda b: b[0], "whole + rings (--rings)": lambda b: np.concatenate(b, axis=1)}
-
-
-def piece(d: dict[str, np.ndarray], make) -> dict[str, np.ndarray]:
-    return {k: unit(make(np.split(a, PARTS, axis=1))) for k, a in d.items() if a.dtype.kind == "f"}
+PIECES = {"whole map": VARIANTS["whole map (now)"], "whole + rings (--rings)": VARIANTS["whole + rings (--rings)"]}
 
 
 def study(base: dict[str, np.ndarray], small: dict[str, np.ndarray], n_views: int, size: int,
           small_size: int) -> list[dict]:
     rows = []
     for name, make in PIECES.items():
-        v = piece(base, make)
+        v = variant(base, make)
         for views in range(1, n_views + 1):
             rows.append({"descriptor": name, "fit": f"{size} px, {views} view{'s' * (views > 1)}",
                          **scores(whitened(v, views), base)})
-        s = piece(small, make)
+        s = variant(small, make)
         two = {k: a[: 2 * len(v["x"])] if k == "y" else a for k, a in v.items()}  # the views `small` saw
         for how, join in ((f"{small_size} px alone", lambda a, b: b),
                           (f"{size} + {small_size} px summed", lambda a, b: unit(a + b)),

@@ -61,6 +61,7 @@ class AvgPool(nn.Module):
 
 
 RING_EDGES = (0.45, 0.75)  # radii between the rings, in units of the crop's half width
+RING_PARTS = 1 + len(RING_EDGES) + 1  # parts of a ring-pooled map: the whole map, then each ring
 
 
 @functools.lru_cache(maxsize=16)
@@ -122,7 +123,7 @@ class CoinEmbedder(nn.Module):
         self.pool = GeM(gem_p) if pooling == "gem" else AvgPool()
         feat = spec.feature_dim if stages == 1 else sum(self.stage_widths())
         if self.rings:
-            feat *= 1 + len(RING_EDGES) + 1
+            feat *= RING_PARTS
         self.whiten: nn.Module = nn.Identity()
         if whiten_dim:
             self.whiten = nn.Linear(feat, whiten_dim)  # its weights and bias are set by the closed-form fit
