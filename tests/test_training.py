@@ -410,3 +410,38 @@ def test_fine_tuning_a_model_file_keeps_its_form_and_keep_holds_it_close(tmp_pat
         loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
                                     loss="whitening", whitening_views=0), progress=False)
     assert not (tmp_path / "w.cm").exists() and not (tmp_path / "w.train").exists()
+
+
+def test_mining_finds_the_coins_photographed_twice_and_nothing_else(demo_dir, embedder):
+    from coinmatch.training.mining import mine_pairs, shortlists
+
+    # 24 real coins, each photographed twice (two shots of one layout, minutes apart): 48 rows, each its own
+    # class to the cache, as a training set that repeats coins unawares would be
+    pairs_cache = load_cache(demo_dir / "pairs.csv", 160, type_column="denomination", progress=False, disk=False)
+    ids = [n.split("/")[-1].rsplit("_", 1)[0] for n in pairs_cache.names]
+    descriptors = embedder.embed(pairs_cache.plain(224))
+    near = shortlists(descriptors, pairs_cache.types, 5)
+    assert near.shape == (48, 5) and not (near == np.arange(48)[:, None]).any()
+    assert (pairs_cache.types[near] == pairs_cache.types[:, None]).all()  # never a coin of another type
+    mined = mine_pairs(pairs_cache.images, descriptors, pairs_cache.types, progress=False)
+    found = {(ids[a], ids[b]) for a, b in mined.pairs}
+    assert all(a == b for a, b in found)  # every pair is one coin twice
+    assert len(found) >= 22 and (mined.inliers >= 60).all()  # and (nearly) every such coin is found
+    with pytest.raises(ValueError, match="48 crops but 3 descriptors"):
+        mine_pairs(pairs_cache.images, descriptors[:3])
+
+
+def test_train_whitening_with_mined_pairs(tmp_path, demo_dir):
+    from coinmatch.training import loop
+
+    cfg = loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "mined.cm"), loss="whitening",
+                           dim=16, image_size=96, mine_pairs=True, device="cpu", val_fraction=0.1)
+    summary = loop.train(cfg, progress=False)
+    model = load_model(tmp_path / "mined.cm")
+    n = summary["train_images"]
+    assert 15 <= summary["mined_pairs"] <= n // 2 and model.config.info["mined_pairs"] == summary["mined_pairs"]
+    assert model.config.info["pairs"] == n + 2 * summary["mined_pairs"]  # both ways round, beside the views
+    with pytest.raises(CoinmatchError, match="--mine-pairs is for --loss whitening"):
+        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "t.cm"),
+                                    mine_pairs=True), progress=False)
+    assert not (tmp_path / "t.cm").exists()

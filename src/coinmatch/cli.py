@@ -305,6 +305,10 @@ def train(
     whitening_views: int = typer.Option(1, "--whitening-views",
                                         help="Whitening: augmented views paired with each coin (more pairs, a "
                                              "steadier fit; each view costs one more pass over the photos)."),
+    mine_pairs: bool = typer.Option(False, "--mine-pairs",
+                                    help="Whitening: also fit on real pairs, photos of one coin that the training "
+                                         "set holds more than once, found by verification (60+ inliers among "
+                                         "each photo's 20 nearest)."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
     lr: float = typer.Option(3e-4, "--lr", help="Learning rate of the backbone (the head's is 10x); lower it to "
@@ -344,7 +348,7 @@ def train(
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
                       stages=stages, rings=rings, shrinkage=shrinkage, whitening_views=whitening_views,
-                      epochs=epochs, batch_size=batch_size, lr=lr,
+                      mine_pairs=mine_pairs, epochs=epochs, batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,
@@ -357,6 +361,8 @@ def train(
         out.print(f"wrote {summary['model']} (best epoch {summary['best_epoch']} of {summary['epochs_run']}); "
                   f"history and plots in {summary['work_dir']}; {summary['wall_seconds']:.0f} s; "
                   f"{summary['train_images_per_s']:.1f} training images/s")
+        if "mined_pairs" in summary:
+            out.print(f"{summary['mined_pairs']} same-coin photo pairs mined in {summary['mining_seconds']:.0f} s")
         out.print({k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
 
 

@@ -57,6 +57,7 @@ class TrainConfig:
     rings: bool = False  # pool each map over concentric rings as well as whole (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     whitening_views: int = 1  # whitening only: augmented views paired with each coin
+    mine_pairs: bool = False  # whitening only: add the same-coin photo pairs found by verification (mining.py)
     epochs: int = 12
     batch_size: int = 48
     views: int = 2
@@ -178,6 +179,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         raise CoinmatchError(f"--keep must be 0 or more, not {cfg.keep}")
     if cfg.whitening_views < 1:
         raise CoinmatchError(f"--whitening-views must be 1 or more, not {cfg.whitening_views}")
+    if cfg.mine_pairs and cfg.loss != "whitening":
+        raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = cfg.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -194,8 +197,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         fit = fit_whitening(cfg, train_cache, views, real, progress=progress)
         _write_history([fit["row"]], work)
         _plot([fit["row"]], fit["val"], work)
-        return _summary(cfg, [fit["row"]], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
-                        val_cache, cache, cache_seconds, t_start)
+        summary = _summary(cfg, [fit["row"]], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
+                           val_cache, cache, cache_seconds, t_start)
+        if fit["mined"] is not None:
+            summary["mined_pairs"] = len(fit["mined"].pairs)
+            summary["mining_seconds"] = round(fit["mined"].seconds, 1)
+        return summary
 
     if start is not None:
         net = start.network.to(device)

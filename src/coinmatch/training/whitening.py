@@ -6,7 +6,9 @@ The differences within those positive pairs say which directions of the descript
 the photograph changes; whitening by their covariance (shrunk towards the identity) damps those
 directions, and a PCA of the whitened descriptors keeps the ``dim`` strongest that remain. This is
 the supervised "learned whitening" of Radenović, Tolias & Chum (Fine-tuning CNN image retrieval with
-no human annotation, TPAMI 2018), with augmentation standing in for their matched pairs.
+no human annotation, TPAMI 2018), with augmentation standing in for their matched pairs. With
+``--mine-pairs``, the real ones that the training photos hold join them: two photos of one coin found
+by verification (mining.py).
 
 The result is a model file like any other: the network with a linear layer (weights and mean) after
 pooling; no backbone weight changes.
@@ -25,6 +27,7 @@ from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, 
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.models.runtime import Embedder
 from coinmatch.training.augment import augment
+from coinmatch.training.mining import mine_pairs
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +93,17 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     t = time.perf_counter()
     plain, views = positive_pairs(cache, cfg.image_size, cfg.seed, cfg.whitening_views)
     embedder = descriptor_embedder(net, base_config, device)
-    x = np.tile(embedder.embed(plain, progress=progress), (cfg.whitening_views, 1))
+    coins = embedder.embed(plain, progress=progress)
+    x = np.tile(coins, (cfg.whitening_views, 1))
     y = embedder.embed(views, progress=progress)
     extract_seconds = time.perf_counter() - t
     del embedder  # its ONNX Runtime memory, before the whitened model gets its own
+    mined = None
+    if cfg.mine_pairs:  # real second photographs of a coin, both ways round, beside the augmented ones
+        mined = mine_pairs(cache.images, coins, cache.types, progress=progress)
+        a, b = mined.pairs[:, 0], mined.pairs[:, 1]
+        x = np.concatenate([x, coins[a], coins[b]])
+        y = np.concatenate([y, coins[b], coins[a]])
     projection, mean = learned_whitening(x, y, cfg.dim, cfg.shrinkage)
 
     config = replace(base_config, whiten_dim=cfg.dim, trained=True)
@@ -105,8 +115,10 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     row = {"epoch": 1, "loss": None, "seconds": round(time.perf_counter() - t, 1),
            **{k: v for k, v in val.items() if not k.startswith("_")}}
     config.info = {"loss": "whitening", "manifests": cfg.manifests, "pairs": len(x), "views": cfg.whitening_views,
+                   "mined_pairs": None if mined is None else len(mined.pairs),
                    "shrinkage": cfg.shrinkage,
                    "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))}, "seed": cfg.seed}
     save_model(white.eval(), config, cfg.out)
     log.info("whitening fitted on %d positive pairs in %.0f s", len(x), extract_seconds)
-    return {"row": row, "val": val, "extract_seconds": extract_seconds, "images": len(plain) + len(views)}
+    return {"row": row, "val": val, "extract_seconds": extract_seconds, "images": len(plain) + len(views),
+            "mined": mined}
