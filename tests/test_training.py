@@ -3,6 +3,7 @@
 import csv
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -445,3 +446,29 @@ def test_train_whitening_with_mined_pairs(tmp_path, demo_dir):
         loop.train(loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "t.cm"),
                                     mine_pairs=True), progress=False)
     assert not (tmp_path / "t.cm").exists()
+
+
+def test_mine_pairs_command_writes_real_pairs_that_val_pairs_reads(tmp_path, demo_dir):
+    from coinmatch.training.loop import load_real_pairs
+
+    out = tmp_path / "found" / "pairs.csv"
+    proc = subprocess.run([BIN, "mine-pairs", str(demo_dir / "pairs.csv"), "--out", str(out), "--type-column",
+                           "denomination", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    with open(out, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * summary["pairs"] and summary["pairs"] >= 22  # 24 coins photographed twice
+    by_pair: dict[str, list[str]] = {}
+    for r in rows:
+        by_pair.setdefault(r["coin_id"], []).append(r["image"])
+        assert int(r["inliers"]) >= 60 and (out.parent / r["image"]).is_file()  # paths from the CSV's folder
+    # each pair is one coin: its first and second shot (10c-4191-004_a.jpg and _b.jpg)
+    coins = [{Path(i).name.rsplit("_", 1)[0] for i in p} for p in by_pair.values()]
+    assert all(len(p) == 2 for p in by_pair.values()) and all(len(c) == 1 for c in coins)
+    real = load_real_pairs(str(out), "coin_id", 64)
+    assert len(real.references) == summary["pairs"] and real.queries.shape == (summary["pairs"], 64, 64, 3)
+    bad = subprocess.run([BIN, "mine-pairs", str(demo_dir / "pairs.csv"), "--out", str(out), "--shortlist", "0"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "--shortlist must be 1 or more" in bad.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(rows) + 1  # the earlier CSV is untouched

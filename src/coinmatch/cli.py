@@ -366,6 +366,30 @@ def train(
         out.print({k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
 
 
+@app.command("mine-pairs")
+def mine_pairs_cmd(
+    manifest: Path = typer.Argument(..., help="Photos to search for coins photographed more than once."),
+    out_path: Path = typer.Option(..., "--out", help="The CSV of pairs to write (image, coin_id, inliers)."),
+    type_column: Optional[str] = typer.Option(None, "--type-column",
+                                              help="Compare only photos of one type (denomination, reference...)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model file whose descriptor picks the candidates."),
+    min_inliers: int = typer.Option(60, "--min-inliers", help="Verification inliers that make a pair."),
+    shortlist: int = typer.Option(20, "--shortlist", help="Candidates verified for each photo."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Find the photos that show one coin twice (verified), as a CSV of pairs: for train --val-pairs, or to check."""
+    from coinmatch.training.mining import mine_manifest
+
+    if min_inliers < 1 or shortlist < 1:
+        raise CoinmatchError(f"--min-inliers and --shortlist must be 1 or more, not {min_inliers} and {shortlist}")
+    mined = mine_manifest(manifest, out_path, type_column, model, shortlist, min_inliers, progress=not as_json)
+    summary = {"pairs": len(mined.pairs), "out": str(out_path), "seconds": round(mined.seconds, 1)}
+    if as_json:
+        _emit_json(summary)
+    else:
+        out.print(f"wrote {summary['pairs']} same-coin photo pairs to {out_path} ({summary['seconds']:.0f} s)")
+
+
 @app.command("augment-grid")
 def augment_grid(
     photo: Path = typer.Argument(...),

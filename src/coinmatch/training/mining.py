@@ -11,13 +11,19 @@ RootSIFT matches under a rotation-and-scale fit about the coin's centre). Pairs 
 inliers or more are kept. On the euro real pairs (benchmarks/mined_pairs.py), 78 of 84 true pairs
 reach 60 inliers (82 reach 30) and 2 of 6,972 wrong pairs do, both between two coins whose stains
 match (likely the same coin, shown in two layouts); different coins of one design rarely do.
+
+``coinmatch mine-pairs`` writes what it finds in a manifest as a CSV of pairs: the photos a collection
+holds of one coin twice, to check, and a set of real photo pairs for ``train --val-pairs``.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -69,3 +75,31 @@ def mine_pairs(crops: np.ndarray | list[np.ndarray], descriptors: np.ndarray, ty
     seconds = time.perf_counter() - t
     log.info("mined %d same-coin pairs among %d photos in %.0f s", len(pairs), len(feats), seconds)
     return MinedPairs(pairs, inliers, seconds)
+
+
+def mine_manifest(manifest: str | Path, out: str | Path, type_column: str | None = None, model: str | None = None,
+                  shortlist: int = SHORTLIST, min_inliers: int = MIN_INLIERS, progress: bool = True) -> MinedPairs:
+    """Mine a manifest's photos and write the pairs as a CSV (``image``, ``coin_id``, ``inliers``; two rows a
+    pair, image paths relative to the CSV's folder), which ``train --val-pairs`` reads as real photo pairs.
+    ``model``: the model file whose descriptor shortlists the candidates (default: coinmatch's default)."""
+    from coinmatch.models.runtime import Embedder
+    from coinmatch.training.cache import cache_size, load_cache
+
+    cache = load_cache(manifest, cache_size(224), type_column, progress=progress)
+    embedder = Embedder(model)
+    mined = mine_pairs(cache.images, embedder.embed(cache.plain(embedder.size), progress=progress),
+                       cache.types, shortlist, min_inliers, progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = Path(manifest).resolve().parent
+    paths = [Path(n) if Path(n).is_absolute() else base / n for n in cache.names]
+    tmp = out.with_name(out.name + ".part")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "coin_id", "inliers"])
+        width = len(str(len(mined.pairs)))
+        for k, ((a, b), n) in enumerate(zip(mined.pairs.tolist(), mined.inliers.tolist())):
+            for i in (a, b):
+                w.writerow([os.path.relpath(paths[i], out.resolve().parent), f"pair-{k + 1:0{width}d}", n])
+    os.replace(tmp, out)  # a finished file or none: an earlier CSV is not half overwritten
+    return mined
