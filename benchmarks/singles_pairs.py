@@ -1,0 +1,103 @@
+"""A second real same-coin test: the pairs that `coinmatch mine-pairs` finds among the euro singles.
+
+    .venv/bin/python benchmarks/singles_pairs.py [--models default runs/*.cm ...] [--name singles-pairs]
+
+The singles (1c, 2c, 2 euro and 50c crops of about 150 px, cut from the owner's pile photos) hold many
+coins more than once, photographed on other days, under other light, on other cloths. `mine-pairs`
+(60+ verification inliers; see benchmarks/mined_pairs.py for how safe that is) finds them; each photo
+is used in one pair at most. Catalogue: the first photo of each pair and every single that is not a
+query; queries: the second photos, as photographed and catalogue-like (grey, random angle, 128 px, seed
+0). Scored as search scores them: coin found and cropped, embedded, cosine.
+
+Caveats, both in the results file: the pairs were found by verification, so verification would find
+them all again (it is not scored here), and they are the pairs it can match, likely easier than the
+rest. A model trained on the singles has seen these photos (as single coins; with --mine-pairs, as
+the very pairs), so only models trained without them are a fair test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import time
+
+import cv2
+import numpy as np
+
+from common import EURO, ROOT, WORK, format_table, save_results
+from coinmatch.evaluation.protocol import catalogue_like
+from coinmatch.images import load_rgb
+from coinmatch.models.modelfile import ModelConfig, build_network, save_model
+from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import prepare_array
+from coinmatch.training.mining import mine_manifest
+
+
+def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
+    """Catalogue photos, query photos, and for each query the index of its coin's catalogue photo."""
+    with open(pairs_csv, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    pairs: dict[str, list[str]] = {}
+    for r in rows:
+        pairs.setdefault(r["coin_id"], []).append(str((pairs_csv.parent / r["image"]).resolve()))
+    used: set[str] = set()
+    disjoint = []
+    for a, b in pairs.values():
+        if a not in used and b not in used:
+            used |= {a, b}
+            disjoint.append((a, b))
+    with open(EURO / "singles.csv", encoding="utf-8") as f:
+        singles = [str((EURO / r["image"]).resolve()) for r in csv.DictReader(f)]
+    queries = [b for _, b in disjoint]
+    cat = [p for p in singles if p not in set(queries)]
+    return cat, queries, np.array([cat.index(a) for a, _ in disjoint])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=None,
+                    help="model files, or 'default' (default: default, the untrained grey 16-angle network, "
+                         "and runs/*.cm)")
+    ap.add_argument("--name", default="singles-pairs", help="results file name in benchmarks/results/")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    pairs_csv = WORK / "singles-pairs.csv"
+    cv2.setRNGSeed(0)  # verification's RANSAC draws at random: pairs at the threshold would change run to run
+    mined = mine_manifest(EURO / "singles.csv", pairs_csv, "denomination", progress=False)
+    cat, queries, truth = sets(pairs_csv)
+    print(f"{len(mined.pairs)} pairs mined; {len(queries)} queries (one pair per photo), {len(cat)} catalogue "
+          "entries", flush=True)
+    models = args.models
+    if models is None:
+        untrained = WORK / "untrained-grey-rot16-224.cm"
+        config = ModelConfig(grey=True, rotations=16, image_size=224)
+        save_model(build_network(config).eval(), config, untrained)
+        models = ["default", str(untrained)] + sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
+    rng = np.random.default_rng(0)
+    photos = [load_rgb(q) for q in queries]
+    forms = {"photo": photos, "catalogue-like": [catalogue_like(im, rng) for im in photos]}
+    cat_crops = [prepare_array(load_rgb(p), p).crop for p in cat]
+    rows = []
+    for m in models:
+        embedder = Embedder(None if m == "default" else m)
+        c = embedder.embed(cat_crops)
+        for form, images in forms.items():
+            t = time.perf_counter()
+            q = embedder.embed([prepare_array(im).crop for im in images])
+            sims = q @ c.T
+            ranks = 1 + np.sum(sims > sims[np.arange(len(truth)), truth][:, None], axis=1)  # the true one's own cell
+            rows.append({"model": m.split("/")[-1], "form": form, "recall@1": float(np.mean(ranks == 1)),
+                         "recall@5": float(np.mean(ranks <= 5)),
+                         "ms_per_query": 1000 * (time.perf_counter() - t) / len(images)})
+            print(rows[-1], flush=True)
+    text = format_table(rows, [("model", "model", "<40"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
+                               ("recall@5", "R@5", "6.3f"), ("ms_per_query", "ms/q", "7.1f")])
+    text = (f"{len(queries)} queries, {len(cat)} catalogue entries; pairs found by verification (all of them "
+            "verifiable); models trained on the singles have seen these photos\n" + text)
+    print(text)
+    save_results(args.name, rows, text)
+
+
+if __name__ == "__main__":
+    main()
