@@ -104,6 +104,17 @@ def stored_descriptors(path: Path, reuse: bool, extract) -> tuple[dict[str, np.n
     return d, f"embedded in {time.perf_counter() - t:.0f} s"
 
 
+def untrained_invariant_model(size: int = 224) -> Path:
+    """The untrained Lite0, grey, rotation pooled over 16 angles, written as a model file in WORK."""
+    from coinmatch.models.modelfile import ModelConfig, build_network, save_model
+
+    config = ModelConfig(grey=True, rotations=16, image_size=size)
+    path = WORK / f"untrained-grey-rot16-{size}.cm"
+    WORK.mkdir(parents=True, exist_ok=True)
+    save_model(build_network(config).eval(), config, path)
+    return path
+
+
 def unit(a: np.ndarray) -> np.ndarray:
     """Each row (the last axis) scaled to unit length."""
     return a / np.linalg.norm(a, axis=-1, keepdims=True)

@@ -21,14 +21,14 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from common import ROOT, WORK, format_table, pairs_manifests, save_results
+from common import ROOT, WORK, format_table, pairs_manifests, save_results, untrained_invariant_model
 from coinmatch.catalog.build import build_catalogue
 from coinmatch.catalog.manifest import read_manifest
 from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
 from coinmatch.images import load_rgb
-from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of, save_model
+from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.search import Searcher
@@ -129,9 +129,7 @@ def main() -> None:
         rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
                                images_by_form, verify=not args.skip_verify, depths=args.candidates)
     if args.invariant:
-        config = ModelConfig(grey=True, rotations=16, image_size=args.invariant_size)
-        path = WORK / f"untrained-grey-rot16-{args.invariant_size}.cm"
-        save_model(build_network(config).eval(), config, path)
+        path = untrained_invariant_model(args.invariant_size)
         size = "" if args.invariant_size == 224 else f", {args.invariant_size} px"
         rows += coinmatch_rows(f"untrained Lite0, grey, rotation pooling over 16 angles{size}", str(path), cat_csv,
                                queries, images_by_form, verify=not args.skip_verify, depths=args.candidates)

@@ -25,10 +25,9 @@ import time
 import cv2
 import numpy as np
 
-from common import EURO, ROOT, WORK, format_table, save_results
+from common import EURO, ROOT, WORK, format_table, save_results, untrained_invariant_model
 from coinmatch.evaluation.protocol import catalogue_like
 from coinmatch.images import load_rgb
-from coinmatch.models.modelfile import ModelConfig, build_network, save_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.training.mining import mine_manifest
@@ -70,10 +69,7 @@ def main() -> None:
           "entries", flush=True)
     models = args.models
     if models is None:
-        untrained = WORK / "untrained-grey-rot16-224.cm"
-        config = ModelConfig(grey=True, rotations=16, image_size=224)
-        save_model(build_network(config).eval(), config, untrained)
-        models = ["default", str(untrained)] + sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
+        models = ["default", str(untrained_invariant_model())] + sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
     rng = np.random.default_rng(0)
     photos = [load_rgb(q) for q in queries]
     forms = {"photo": photos, "catalogue-like": [catalogue_like(im, rng) for im in photos]}

@@ -91,8 +91,8 @@ def mine_manifest(manifest: str | Path, out: str | Path, type_column: str | None
                        cache.types, shortlist, min_inliers, progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = Path(manifest).resolve().parent
-    paths = [Path(n) if Path(n).is_absolute() else base / n for n in cache.names]
+    base = Path(manifest).resolve().parent  # read_manifest's rule: relative to the manifest's folder
+    paths = [base / n for n in cache.names]  # (and ``base / n`` keeps an absolute n as it is)
     tmp = out.with_name(out.name + ".part")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
