@@ -72,6 +72,23 @@ def test_model_file_round_trip_and_fingerprint(tmp_path, pair_paths):
     assert save_model(other, config, tmp_path / "n.cm") != fp
 
 
+def test_a_save_that_fails_midway_keeps_the_earlier_model_file(tmp_path, monkeypatch):
+    config = ModelConfig(dim=32, image_size=64, trained=True)
+    path = tmp_path / "m.cm"
+    fp = save_model(build_network(config).eval(), config, path)
+
+    def disk_full(obj, f):
+        open(f, "wb").write(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_model(build_network(config).eval(), config, path)
+    monkeypatch.undo()
+    assert load_model(path).fingerprint == fp  # the earlier file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["m.cm"]  # and no temporary file left beside it
+
+
 def test_damaged_or_foreign_model_files_are_refused(tmp_path):
     bad = tmp_path / "bad.cm"
     bad.write_bytes(b"not a model")

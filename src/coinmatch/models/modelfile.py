@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from coinmatch.files import replaced
 from coinmatch.models.backbones import DEFAULT_BACKBONE, ModelError, get_spec
 from coinmatch.models.network import CoinEmbedder
 
@@ -99,15 +98,8 @@ def save_model(network: CoinEmbedder, config: ModelConfig, path: str | Path) -> 
         "fingerprint": fp,
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with replaced(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return fp
 
 

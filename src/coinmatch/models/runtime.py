@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from coinmatch.files import replaced
+
 if TYPE_CHECKING:  # torch is imported only when the torch path is used: ONNX Runtime alone starts fast
     from coinmatch.models.modelfile import LoadedModel
 
@@ -63,19 +65,17 @@ def export_onnx(model: "LoadedModel", path: Path) -> Path:
     size = model.config.image_size
     net = model.network.eval().cpu()
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.onnx")
-    with torch.no_grad():
-        torch.onnx.export(net, (example,), str(tmp), input_names=["pixels"], output_names=["embedding"],
-                          dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-                          opset_version=17, dynamo=False)
-        expected = net(example).numpy()
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"pixels": example.numpy()})[0]
-    err = float(np.abs(got - expected).max())
-    if err > ONNX_TOLERANCE:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"ONNX export differs from torch by {err:.2e} (> {ONNX_TOLERANCE})")
-    os.replace(tmp, path)
+    with replaced(path) as tmp:  # checked before it takes the shared name
+        with torch.no_grad():
+            torch.onnx.export(net, (example,), str(tmp), input_names=["pixels"], output_names=["embedding"],
+                              dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+            expected = net(example).numpy()
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"pixels": example.numpy()})[0]
+        err = float(np.abs(got - expected).max())
+        if err > ONNX_TOLERANCE:
+            raise RuntimeError(f"ONNX export differs from torch by {err:.2e} (> {ONNX_TOLERANCE})")
     return path
 
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest
+from coinmatch.files import replaced
 from coinmatch.images import load_rgb
 from coinmatch.prepare import prepare_array
 
@@ -226,14 +227,10 @@ def _disk_path(manifest, faces, size: int, type_column: str | None, dedupe: bool
 def _write(cache: TrainingCache, path: Path) -> None:
     meta = {"names": cache.names, "type_names": cache.type_names, "dropped": cache.dropped_duplicates,
             "skipped": cache.skipped}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with replaced(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, images=cache.images, types=cache.types, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)  # whole or not at all
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         log.warning("%s: could not keep the training cache on disk (%s)", path, exc)
 
 

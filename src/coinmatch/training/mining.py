@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from coinmatch import verify
+from coinmatch.files import replaced
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,14 @@ def mine_manifest(manifest: str | Path, out: str | Path, type_column: str | None
     mined = mine_pairs(cache.images, embedder.embed(cache.plain(embedder.size), progress=progress),
                        cache.types, shortlist, min_inliers, progress)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     base = Path(manifest).resolve().parent  # read_manifest's rule: relative to the manifest's folder
     paths = [base / n for n in cache.names]  # (and ``base / n`` keeps an absolute n as it is)
-    tmp = out.with_name(out.name + ".part")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    # a finished file or none: an earlier CSV is not half overwritten
+    with replaced(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image", "coin_id", "inliers"])
         width = len(str(len(mined.pairs)))
         for k, ((a, b), n) in enumerate(zip(mined.pairs.tolist(), mined.inliers.tolist())):
             for i in (a, b):
                 w.writerow([os.path.relpath(paths[i], out.resolve().parent), f"pair-{k + 1:0{width}d}", n])
-    os.replace(tmp, out)  # a finished file or none: an earlier CSV is not half overwritten
     return mined
