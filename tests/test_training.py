@@ -413,7 +413,8 @@ def test_fine_tuning_a_model_file_keeps_its_form_and_keep_holds_it_close(tmp_pat
     assert not (tmp_path / "w.cm").exists() and not (tmp_path / "w.train").exists()
 
 
-def test_mining_finds_the_coins_photographed_twice_and_nothing_else(demo_dir, embedder):
+def test_mining_finds_the_coins_photographed_twice_and_nothing_else(demo_dir, embedder, monkeypatch):
+    from coinmatch import verify
     from coinmatch.training.mining import mine_pairs, shortlists
 
     # 24 real coins, each photographed twice (two shots of one layout, minutes apart): 48 rows, each its own
@@ -428,6 +429,21 @@ def test_mining_finds_the_coins_photographed_twice_and_nothing_else(demo_dir, em
     found = {(ids[a], ids[b]) for a, b in mined.pairs}
     assert all(a == b for a, b in found)  # every pair is one coin twice
     assert len(found) >= 22 and (mined.inliers >= 60).all()  # and (nearly) every such coin is found
+
+    # each pair is verified once, whichever shortlists hold it, and a rerun gives the same pairs, same evidence
+    checked = []
+    match_many = verify.match_many
+
+    def counting(query, candidates):
+        checked.append(len(candidates))
+        return match_many(query, candidates)
+
+    monkeypatch.setattr(verify, "match_many", counting)
+    mine_pairs(pairs_cache.images, descriptors, pairs_cache.types, shortlist=5, progress=False)
+    assert sum(checked) == len({(min(i, j), max(i, j)) for i in range(48) for j in near[i]})
+    monkeypatch.undo()
+    again = mine_pairs(pairs_cache.images, descriptors, pairs_cache.types, progress=False)
+    assert np.array_equal(again.pairs, mined.pairs) and np.array_equal(again.inliers, mined.inliers)
     with pytest.raises(ValueError, match="48 crops but 3 descriptors"):
         mine_pairs(pairs_cache.images, descriptors[:3])
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -58,16 +59,23 @@ def shortlists(descriptors: np.ndarray, types: np.ndarray | None, k: int) -> np.
 
 
 def mine_pairs(crops: np.ndarray | list[np.ndarray], descriptors: np.ndarray, types: np.ndarray | None = None,
-               shortlist: int = SHORTLIST, min_inliers: int = MIN_INLIERS, progress: bool = True) -> MinedPairs:
-    """Pairs of photos that show one coin, among coin-centred square ``crops`` (see the module's notes)."""
+               shortlist: int = SHORTLIST, min_inliers: int = MIN_INLIERS, progress: bool = True,
+               seed: int = 0) -> MinedPairs:
+    """Pairs of photos that show one coin, among coin-centred square ``crops`` (see the module's notes).
+
+    Each pair is verified once, however many of its two shortlists hold it. Verification draws at random
+    (RANSAC), so OpenCV's generator is seeded with ``seed`` first: the same photos give the same pairs."""
     if len(crops) != len(descriptors):
         raise ValueError(f"{len(crops)} crops but {len(descriptors)} descriptors")
     t = time.perf_counter()
+    cv2.setRNGSeed(seed)
     near = shortlists(descriptors, types, shortlist)
     feats = [verify.extract(c) for c in tqdm(crops, desc="mining pairs: features", unit="img", disable=not progress)]
+    checked: set[tuple[int, int]] = set()
     found: dict[tuple[int, int], int] = {}
     for i in tqdm(range(len(feats)), desc="mining pairs: verifying", unit="img", disable=not progress):
-        cands = [int(j) for j in near[i] if (min(i, j), max(i, j)) not in found]
+        cands = [int(j) for j in near[i] if (min(i, j), max(i, j)) not in checked]
+        checked.update((min(i, j), max(i, j)) for j in cands)
         for j, v in zip(cands, verify.match_many(feats[i], [feats[j] for j in cands])):
             if v.inliers >= min_inliers:
                 found[(min(i, j), max(i, j))] = v.inliers
