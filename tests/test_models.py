@@ -229,6 +229,34 @@ def test_ring_pooled_descriptor_keeps_the_whole_map_part_turns_with_the_coin_and
     assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
 
 
+def test_local_contrast_takes_out_exposure_and_exports(tmp_path, pair_paths):
+    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
+    from coinmatch.models.network import local_contrast
+
+    crops = [prepare_photo(p[0]).crop for p in pair_paths[:2]]
+    x = torch.from_numpy(to_batch(crops, 128))
+    washed = 0.45 * x + 0.5  # over-exposed: brighter, flatter
+    assert torch.allclose(local_contrast(torch.full((1, 1, 64, 64), 0.8)), torch.full((1, 1, 64, 64), 0.5))
+    config = ModelConfig(image_size=128, grey=True, contrast=True, whiten_dim=40, trained=True)
+    net = build_network(config).eval()
+    plain = build_network(ModelConfig(image_size=128, grey=True)).eval()
+    with torch.no_grad():
+        seen, seen_washed = net.views(x), net.views(washed)
+        assert seen.shape == x.shape and torch.allclose(seen[:, 0], seen[:, 2])  # still grey, three channels
+        assert (seen - seen_washed).abs().mean() < 0.02 < (x - washed).abs().mean()
+        with_lcn = (net.descriptor(x) * net.descriptor(washed)).sum(1)
+        without = (plain.descriptor(x) * plain.descriptor(washed)).sum(1)
+    assert with_lcn.min() > 0.99 and (1 - with_lcn).max() < 0.5 * (1 - without).min()
+    fp = save_model(net, config, tmp_path / "contrast.cm")
+    loaded = load_model(tmp_path / "contrast.cm")
+    assert (loaded.fingerprint, loaded.config.contrast) == (fp, True)
+    assert fp != fingerprint_of(net, ModelConfig(image_size=128, grey=True, whiten_dim=40, trained=True))
+    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
+    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
 def test_stage_count_is_checked_against_the_backbone():
     net = build_network(ModelConfig(backbone="resnet50", stages=2), weights="random")
     assert net.stage_widths() == [1024, 2048] and net.out_dim == 3072  # ResNet50's last two stages

@@ -346,8 +346,9 @@ def test_whitening_pairs_each_coin_with_its_views_view_major(cache):
 def test_train_whitening_end_to_end(tmp_path, demo_dir):
     out = tmp_path / "white.cm"
     proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "whitening",
-                           "--grey", "--rotations", "2", "--stages", "3", "--rings", "--dim", "24", "--image-size",
-                           "96", "--whitening-views", "2", "--json", "--val-pairs", str(demo_dir / "pairs.csv")],
+                           "--grey", "--rotations", "2", "--stages", "3", "--rings", "--contrast", "--dim", "24",
+                           "--image-size", "96", "--whitening-views", "2", "--json", "--val-pairs",
+                           str(demo_dir / "pairs.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -356,8 +357,8 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     assert (tmp_path / "white.train" / "curves.png").stat().st_size > 0
     model = load_model(out)
     cfg = model.config
-    assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.whiten_dim, model.dim, cfg.info["loss"]) == (
-        True, 2, 3, True, 24, 24, "whitening")
+    assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.contrast, cfg.whiten_dim, model.dim,
+            cfg.info["loss"]) == (True, 2, 3, True, True, 24, 24, "whitening")
     assert (cfg.info["views"], cfg.info["pairs"]) == (2, 2 * summary["train_images"])  # each coin, two views
     # Lite0's last two blocks and its head, each pooled whole and over three rings
     assert model.network.whiten.in_features == 4 * (192 + 320 + 1280)
@@ -404,9 +405,10 @@ def test_fine_tuning_a_model_file_keeps_its_form_and_keep_holds_it_close(tmp_pat
         loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
                                     loss="whitening", init=str(white)), progress=False)
     # an option set to something the file contradicts is refused, naming it, before any work
-    with pytest.raises(CoinmatchError, match=r"--image-size 96, --rotations 4, --rings cannot be set"):
+    with pytest.raises(CoinmatchError, match=r"--image-size 96, --rotations 4, --rings, --contrast cannot be set"):
         loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
-                                    init=str(white), image_size=96, rotations=4, rings=True), progress=False)
+                                    init=str(white), image_size=96, rotations=4, rings=True, contrast=True),
+                   progress=False)
     with pytest.raises(CoinmatchError, match="--whitening-views must be 1 or more, not 0"):
         loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
                                     loss="whitening", whitening_views=0), progress=False)

@@ -301,6 +301,9 @@ def train(
     rings: bool = typer.Option(False, "--rings",
                                help="Pool each feature map over three concentric rings (centre, middle, rim) as "
                                     "well as whole: where on the coin a feature lies, still rotation invariant."),
+    contrast: bool = typer.Option(False, "--contrast",
+                                  help="Local contrast normalisation of the input: exposure, lamp strength and "
+                                       "washed-out or dark prints matter less."),
     shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
     whitening_views: int = typer.Option(1, "--whitening-views",
                                         help="Whitening: augmented views paired with each coin (more pairs, a "
@@ -347,8 +350,9 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, rings=rings, shrinkage=shrinkage, whitening_views=whitening_views,
-                      mine_pairs=mine_pairs, epochs=epochs, batch_size=batch_size, lr=lr,
+                      stages=stages, rings=rings, contrast=contrast, shrinkage=shrinkage,
+                      whitening_views=whitening_views, mine_pairs=mine_pairs, epochs=epochs,
+                      batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,

@@ -1,5 +1,5 @@
-"""The embedding network: [grey] -> [rotated views] -> backbone -> pooling [of its last stages] [by rings]
--> [whitening] -> head -> L2-normalised vector.
+"""The embedding network: [grey] -> [local contrast] -> [rotated views] -> backbone -> pooling [of its last
+stages] [by rings] -> [whitening] -> head -> L2-normalised vector.
 
 The network takes RGB in [0, 1] (N x 3 x H x W) and normalises inside, so every runtime
 (torch, ONNX Runtime) is fed the same plain pixels.
@@ -12,6 +12,10 @@ built with it cannot be searched without them:
 - ``rotations`` = n > 1: the coin is seen at n angles (0, 360/n, ...) and the pooled descriptors are
   averaged, so the vector hardly changes when the coin lies at another angle (rotation pooling).
   It costs n passes of the backbone.
+- ``contrast``: local contrast normalisation (each pixel minus the Gaussian-weighted mean around it, over
+  the local standard deviation, sigma one eighth of the image). Exposure, a lamp's strength and a washed-out
+  or dark print change the image's brightness and contrast region by region; this takes most of that out
+  before the backbone sees it, and the relief's detail stays.
 
 ``stages`` = n > 1: the descriptor joins the pooled feature maps of the backbone's last n stages
 (Lite0: blocks, then the head convolution), each unit length: earlier maps keep finer, more local
@@ -87,6 +91,53 @@ def ring_pool(x: torch.Tensor, p: torch.Tensor | float, eps: float = 1e-6) -> to
 
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB2GRAY
+CONTRAST_SIGMA = 1 / 8  # local contrast: the Gaussian's sigma, as a share of the image's side
+CONTRAST_GAIN, CONTRAST_EPS = 0.15, 0.02  # one local standard deviation -> 0.15 about mid-grey; floor of the sd
+
+
+@functools.lru_cache(maxsize=16)
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A 1-d Gaussian, radius 3 sigma, summing to 1 (callers must not change it in place)."""
+    radius = max(1, int(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+@functools.lru_cache(maxsize=16)
+def kernel_mass(height: int, width: int, sigma: float) -> torch.Tensor:
+    """H x W: the share of the Gaussian that falls inside the image at each pixel (1 away from the edges)."""
+    k = gaussian_kernel(sigma).view(1, 1, -1)
+    r = (k.shape[-1] - 1) // 2
+    along = [F.conv1d(torch.ones(1, 1, n), k, padding=r)[0, 0] for n in (height, width)]
+    return along[0][:, None] * along[1][None, :]
+
+
+@functools.lru_cache(maxsize=16)
+def blur_kernels(sigma: float, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable Gaussian as depthwise convolution weights: along x (C x 1 x 1 x K), along y (C x 1 x K x 1)."""
+    k = gaussian_kernel(sigma)
+    return k.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), k.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel blurred by a separable Gaussian, weighted by the kernel's share inside the image at the
+    edges (normalised convolution: no padding values invented). N x C x H x W, same shape."""
+    c, h, w = (int(n) for n in x.shape[1:])  # static sizes: the kernels are constants, not traced ops
+    kx, ky = (k.to(x.device, x.dtype) for k in blur_kernels(sigma, c))
+    r = (kx.shape[-1] - 1) // 2
+    y = F.conv2d(F.conv2d(x, kx, padding=(0, r), groups=c), ky, padding=(r, 0), groups=c)
+    return y / kernel_mass(h, w, sigma).to(x.device, x.dtype)
+
+
+def local_contrast(x: torch.Tensor) -> torch.Tensor:
+    """Local contrast normalisation of images in [0, 1]: (x - local mean) / (local sd + eps), scaled about
+    mid-grey and clipped to [0, 1]. A change of brightness and contrast over the image (x -> a x + b) leaves it
+    nearly as it was."""
+    sigma = CONTRAST_SIGMA * min(int(x.shape[-2]), int(x.shape[-1]))
+    mean = gaussian_blur(x, sigma)
+    sd = gaussian_blur((x - mean) ** 2, sigma).clamp(min=0).sqrt()
+    return (0.5 + CONTRAST_GAIN * (x - mean) / (sd + CONTRAST_EPS)).clamp(0.0, 1.0)
 
 
 def rotation_grids(n: int, height: int, width: int, device=None) -> torch.Tensor:
@@ -106,7 +157,7 @@ class CoinEmbedder(nn.Module):
 
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
                  gem_p: float = 3.0, grey: bool = False, rotations: int = 1, stages: int = 1,
-                 whiten_dim: int | None = None, rings: bool = False):
+                 whiten_dim: int | None = None, rings: bool = False, contrast: bool = False):
         super().__init__()
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
@@ -116,6 +167,7 @@ class CoinEmbedder(nn.Module):
         self.rotations = int(rotations)
         self.stages = int(stages)
         self.rings = bool(rings)
+        self.contrast = bool(contrast)
         spec = get_spec(backbone)
         self.backbone = create_backbone(backbone, weights=weights)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
@@ -156,11 +208,13 @@ class CoinEmbedder(nn.Module):
             self.backbone.train(training)
 
     def views(self, x: torch.Tensor) -> torch.Tensor:
-        """What the backbone sees: the batch (grey if so set) at each of the ``rotations`` angles, angle-major
-        ((rotations * N) x 3 x H x W; the batch itself when there is one angle)."""
+        """What the backbone sees: the batch (grey, contrast-normalised, if so set) at each of the ``rotations``
+        angles, angle-major ((rotations * N) x 3 x H x W; the batch itself when there is one angle)."""
         if self.grey:
             y = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
-            x = y.expand(-1, 3, -1, -1)
+            x = (local_contrast(y) if self.contrast else y).expand(-1, 3, -1, -1)
+        elif self.contrast:
+            x = local_contrast(x)
         if self.rotations == 1:
             return x
         n, b = self.rotations, x.shape[0]

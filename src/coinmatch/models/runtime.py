@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -66,7 +67,9 @@ def export_onnx(model: "LoadedModel", path: Path) -> Path:
     net = model.network.eval().cpu()
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with replaced(path) as tmp:  # checked before it takes the shared name
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the image size is fixed per model (to_batch resizes to it), so sizes read as constants are right
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(net, (example,), str(tmp), input_names=["pixels"], output_names=["embedding"],
                               dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
                               opset_version=17, dynamo=False)

@@ -55,6 +55,7 @@ class TrainConfig:
     rotations: int = 1  # rotation pooling at inference (training passes see one angle: augmentation rotates)
     stages: int = 1  # pool the backbone's last this many feature maps (see models/network.py)
     rings: bool = False  # pool each map over concentric rings as well as whole (see models/network.py)
+    contrast: bool = False  # local contrast normalisation of the input (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     whitening_views: int = 1  # whitening only: augmented views paired with each coin
     mine_pairs: bool = False  # whitening only: add the same-coin photo pairs found by verification (mining.py)
@@ -88,7 +89,8 @@ class TrainConfig:
         """The model file's config of these options (backbone, size, invariances, head size)."""
         return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
                               "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
-                              "stages": self.stages, "rings": self.rings, **overrides})
+                              "stages": self.stages, "rings": self.rings, "contrast": self.contrast,
+                              **overrides})
 
     @property
     def work_dir(self) -> Path:
@@ -154,7 +156,7 @@ def form_of(start, cfg: TrainConfig) -> dict:
     set away from its default to something else is refused, not silently overridden."""
     c = start.config
     fixed = {"backbone": c.backbone, "image_size": c.image_size, "grey": c.grey, "rotations": c.rotations,
-             "stages": c.stages, "rings": c.rings, "dim": start.dim, "weights": None}
+             "stages": c.stages, "rings": c.rings, "contrast": c.contrast, "dim": start.dim, "weights": None}
     default = TrainConfig(manifests=[], out="")
     clash = [f"--{k.replace('_', '-')}" + ("" if getattr(cfg, k) is True else f" {getattr(cfg, k)}")
              for k, v in fixed.items() if getattr(cfg, k) not in (v, getattr(default, k))]
@@ -162,7 +164,7 @@ def form_of(start, cfg: TrainConfig) -> dict:
         raise CoinmatchError(f"{cfg.init}: {', '.join(clash)} cannot be set when fine-tuning this model file, "
                              f"whose backbone, size and invariances come with it (image size {c.image_size}, "
                              f"grey {c.grey}, rotations {c.rotations}, stages {c.stages}, rings {c.rings}, "
-                             f"{start.dim}-d); leave them out")
+                             f"contrast {c.contrast}, {start.dim}-d); leave them out")
     return fixed
 
 
