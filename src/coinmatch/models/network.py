@@ -15,7 +15,8 @@ built with it cannot be searched without them:
 - ``contrast``: local contrast normalisation (each pixel minus the Gaussian-weighted mean around it, over
   the local standard deviation, sigma one eighth of the image). Exposure, a lamp's strength and a washed-out
   or dark print change the image's brightness and contrast region by region; this takes most of that out
-  before the backbone sees it, and the relief's detail stays.
+  before the backbone sees it, and the relief's detail stays. On colour input each channel is normalised
+  on its own, which also evens out the light's colour region by region.
 
 ``stages`` = n > 1: the descriptor joins the pooled feature maps of the backbone's last n stages
 (Lite0: blocks, then the head convolution), each unit length: earlier maps keep finer, more local
