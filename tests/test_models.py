@@ -101,6 +101,19 @@ def test_damaged_or_foreign_model_files_are_refused(tmp_path):
         load_model(tmp_path / "missing.cm")
 
 
+def test_a_model_file_with_options_this_version_lacks_is_refused_by_name(tmp_path):
+    import json
+
+    config = ModelConfig(dim=32, image_size=64, trained=True)
+    path = tmp_path / "m.cm"
+    save_model(build_network(config).eval(), config, path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = json.dumps({**json.loads(payload["config"]), "sharpen": True})  # a later version's option
+    torch.save(payload, tmp_path / "newer.cm")
+    with pytest.raises(ModelError, match=r"newer coinmatch \(options unknown here: sharpen\)"):
+        load_model(tmp_path / "newer.cm")
+
+
 def test_builtin_fingerprint_is_unchanged_by_the_invariance_options(model):
     # catalogues built before grey / rotations / whitening existed must still accept the default model
     assert model.fingerprint == "d00b6af9f2fe332c"

@@ -121,7 +121,11 @@ def load_model(source: str | Path | None = None) -> LoadedModel:
         raise ModelError(f"{source}: not a coinmatch model file")
     if payload.get("version", 0) > FORMAT_VERSION:
         raise ModelError(f"{source}: made by a newer coinmatch (model format {payload['version']})")
-    config = ModelConfig.from_dict(json.loads(payload["config"]))
+    raw = json.loads(payload["config"])
+    unknown = sorted(set(raw) - set(ModelConfig.__dataclass_fields__))
+    if unknown:  # an option this version does not have would be dropped, and the vectors would differ
+        raise ModelError(f"{source}: made by a newer coinmatch (options unknown here: {', '.join(unknown)})")
+    config = ModelConfig.from_dict(raw)
     net = build_network(config, weights="random")
     try:
         net.load_state_dict(payload["state_dict"])
