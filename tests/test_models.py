@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -78,7 +80,7 @@ def test_a_save_that_fails_midway_keeps_the_earlier_model_file(tmp_path, monkeyp
     fp = save_model(build_network(config).eval(), config, path)
 
     def disk_full(obj, f):
-        open(f, "wb").write(b"half a model")
+        Path(f).write_bytes(b"half a model")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
