@@ -48,7 +48,8 @@ def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
     with open(EURO / "singles.csv", encoding="utf-8") as f:
         singles = [str((EURO / r["image"]).resolve()) for r in csv.DictReader(f)]
     queries = [b for _, b in disjoint]
-    cat = [p for p in singles if p not in set(queries)]
+    is_query = set(queries)
+    cat = [p for p in singles if p not in is_query]
     return cat, queries, np.array([cat.index(a) for a, _ in disjoint])
 
 
