@@ -164,6 +164,42 @@ def test_batches_hold_several_views_per_coin(cache):
     assert torch.equal(labels, labels2) and torch.equal(x, x2)  # one seed, one sequence of batches
 
 
+def test_a_set_smaller_than_a_batch_gives_batches_of_every_coin(cache):
+    small = cache.subset(np.arange(5))
+    small.labels = np.arange(5)
+    batches = list(make_loader(small, 48, batch_size=48, views=2, seed=0))
+    assert batches and all(len(labels) == 10 for _, labels, _ in batches)
+    assert all(sorted(np.bincount(labels.numpy()).tolist()) == [2] * 5 for _, labels, _ in batches)
+    with pytest.raises(ValueError, match="at least 2 coins"):
+        make_loader(cache.subset(np.arange(1)), 48, batch_size=48, views=2, seed=0)
+
+
+def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_dir, broken_files, caplog):
+    from coinmatch.training.loop import TrainConfig, train
+
+    rows = [r for r in csv.DictReader(open(demo_dir / "catalogue.csv", encoding="utf-8"))][:3]
+    manifest = tmp_path / "few.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "id"])
+        w.writerows([str(demo_dir / r["image"]), r["id"]] for r in rows)
+        w.writerow([str(broken_files["truncated"]), "broken"])
+    out = tmp_path / "few.cm"
+    cfg = TrainConfig(manifests=[str(manifest)], out=str(out), epochs=1, image_size=64, disk_cache=False)
+    with caplog.at_level("WARNING"), pytest.raises(CoinmatchError) as e:
+        train(cfg, progress=False)
+    msg = str(e.value)
+    assert "few.csv" in msg and "3 usable coin photos (1 unreadable" in msg and "at least 4" in msg
+    assert any(broken_files["truncated"].name in r.getMessage() for r in caplog.records)  # said while caching
+    assert not out.exists() and not cfg.work_dir.exists()  # a refused run leaves nothing behind
+    # one readable photo more and the run goes through, its batches smaller than --batch-size
+    rows = [r for r in csv.DictReader(open(demo_dir / "catalogue.csv", encoding="utf-8"))][3:5]
+    with open(manifest, "a", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([str(demo_dir / r["image"]), r["id"]] for r in rows)
+    summary = train(cfg, progress=False)
+    assert summary["skipped"] and load_model(out).config.trained
+
+
 @pytest.mark.parametrize("loss_name", LOSSES)
 def test_loss_falls_when_fitting_a_batch(cache, loss_name):
     torch.manual_seed(0)

@@ -169,7 +169,8 @@ def _build(manifest, faces, size: int, type_column: str | None, dedupe: bool, pr
     for entry, face in tqdm(faces, desc=f"caching {Path(manifest).name}", unit="img", disable=not progress):
         try:
             rgb = load_rgb(face.path)
-        except CoinmatchError as exc:
+        except CoinmatchError as exc:  # said now, not only in the summary at the end of a long run
+            log.warning("skipped: %s", exc)
             skipped.append(str(exc))
             continue
         crop = prepare_array(rgb, str(face.path)).crop

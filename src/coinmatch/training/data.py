@@ -36,9 +36,12 @@ class AugmentedViews(Dataset):
 
 def make_loader(cache: TrainingCache, out_size: int, batch_size: int, views: int, seed: int,
                 workers: int = 0, epoch: int = 0) -> DataLoader:
-    """Batches of ``batch_size // views`` coins x ``views`` views (MPerClassSampler)."""
+    """Batches of ``batch_size // views`` coins x ``views`` views (MPerClassSampler). A set of fewer coins than
+    a batch holds gives batches of every coin once."""
+    if len(cache) < 2:
+        raise ValueError(f"a batch needs at least 2 coins, the training set holds {len(cache)}")
     ds = AugmentedViews(cache, out_size, seed=seed * 1000 + epoch)
-    batch_size = max(views * 2, batch_size - batch_size % views)
+    batch_size = min(max(views * 2, batch_size - batch_size % views), len(cache) * views)
     length = len(cache) * views
     sampler = MPerClassSampler(cache.labels.tolist(), m=views, batch_size=batch_size, length_before_new_iter=length)
     # MPerClassSampler draws from numpy's global generator (pytorch-metric-learning's NUMPY_RANDOM),

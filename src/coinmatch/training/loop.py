@@ -140,6 +140,9 @@ def _crop(path, size: int) -> np.ndarray:
     return cv2.resize(prepare_photo(path).crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
+MIN_COINS = 4  # split_validation holds 2 out at least, and a batch needs 2 coins
+
+
 def split_validation(cache: TrainingCache, fraction: float, max_n: int, seed: int) -> tuple[TrainingCache, TrainingCache]:
     rng = np.random.default_rng(seed)
     n_val = int(min(max_n, max(2, round(fraction * len(cache)))))
@@ -184,14 +187,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.mine_pairs and cfg.loss != "whitening":
         raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    work = cfg.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-
     t = time.perf_counter()
     caches = [load_cache(m, cache_size(cfg.image_size), cfg.type_column, progress=progress, limit=cfg.limit,
                          disk=cfg.disk_cache) for m in cfg.manifests]
     cache = TrainingCache.merge(caches)
     cache_seconds = time.perf_counter() - t
+    if len(cache) < MIN_COINS:
+        raise CoinmatchError(
+            f"{', '.join(map(str, cfg.manifests))}: {len(cache)} usable coin photo{'s' * (len(cache) != 1)} "
+            f"({len(cache.skipped)} unreadable, {len(cache.dropped_duplicates)} duplicates dropped); training "
+            f"needs at least {MIN_COINS}: 2 or more to train on and 2 held out to validate")
+    work = cfg.work_dir  # made once the photos are known to be enough, so a refused run leaves no folder
+    work.mkdir(parents=True, exist_ok=True)
     train_cache, val_cache = split_validation(cache, cfg.val_fraction, cfg.val_max, cfg.seed)
     views = fixed_views(val_cache, cfg.image_size)
     real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
