@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -198,6 +199,36 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
         csv.writer(f).writerows([str(demo_dir / r["image"]), r["id"]] for r in rows)
     summary = train(cfg, progress=False)
     assert summary["skipped"] and load_model(out).config.trained
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("loss", "softmax", "unknown loss 'softmax'; choose one of triplet, arcface, subcenter-arcface, whitening"),
+    ("mining", "medium", "unknown --mining 'medium'"),
+    ("backbone", "vgg16", "unknown backbone 'vgg16'"),
+    ("weights", "nowhere.pth", "nowhere.pth: weights file not found"),
+    ("rotations", 0, "--rotations must be 1 or more, not 0"),
+    ("batch_size", 1, "--batch-size must be 2 or more, not 1"),
+    ("shrinkage", 0.0, "--shrinkage must be above 0"),
+    ("val_pairs", "nowhere.csv", "nowhere.csv: manifest not found"),
+])
+def test_a_bad_option_is_refused_by_name_before_any_photo_is_read(tmp_path, option, value, says, monkeypatch):
+    from coinmatch.training import loop
+
+    def no_photos(*args, **kwargs):
+        raise AssertionError("the training photos were read before the option was checked")
+
+    monkeypatch.setattr(loop, "load_cache", no_photos)
+    cfg = loop.TrainConfig(manifests=["any.csv"], out=str(tmp_path / "m.cm"), **{option: value})
+    with pytest.raises(CoinmatchError, match=re.escape(says)):
+        loop.train(cfg, progress=False)
+    assert not cfg.work_dir.exists()
+
+
+def test_val_pairs_without_the_id_column_names_the_columns_it_has(tmp_path, demo_dir):
+    from coinmatch.training.loop import load_real_pairs
+
+    with pytest.raises(CoinmatchError, match=r"pairs.csv: no column 'lot' \(its columns: image, coin_id, shot"):
+        load_real_pairs(str(demo_dir / "pairs.csv"), "lot", 64)
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)

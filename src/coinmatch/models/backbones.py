@@ -74,7 +74,7 @@ def _load_by_key_order(model: nn.Module, path: str) -> None:
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to read is the same for the user
-        raise ModelError(f"{path}: cannot read weights ({exc})") from exc
+        raise ModelError(f"{path}: cannot read weights, not a PyTorch state dict ({type(exc).__name__}: {exc})") from exc
     target = model.state_dict()
     src_items = [(k, v) for k, v in source.items() if "num_batches_tracked" not in k]
     tgt_keys = [k for k in target if "num_batches_tracked" not in k]

@@ -30,12 +30,13 @@ from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest
+from coinmatch.models.backbones import get_spec
 from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, cache_size, load_cache
 from coinmatch.training.data import make_loader
-from coinmatch.training.losses import build_loss, imprint
+from coinmatch.training.losses import LOSSES, build_loss, imprint
 from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, onnx_embed, validate
 from coinmatch.training.whitening import fit_whitening
 
@@ -121,7 +122,13 @@ def freeze_early_layers(net: CoinEmbedder, n_blocks: int) -> list[torch.nn.Modul
 def load_real_pairs(path: str, id_column: str, size: int) -> RealPairs:
     """Real photographs grouped by id: the first of each group is the reference, the rest are queries."""
     groups: dict[str, list] = {}
-    for e in read_manifest(path, id_column=None):
+    entries = read_manifest(path, id_column=None)  # a missing file, a malformed CSV, a missing image: said here
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        columns = next(csv.reader(f), [])
+    if id_column not in columns:
+        raise CoinmatchError(f"{path}: no column {id_column!r} (its columns: {', '.join(columns)}); name the one "
+                             f"that holds each coin's id with --id-column")
+    for e in entries:
         key = e.metadata.get(id_column, e.id)
         for f in e.faces:
             groups.setdefault(key, []).append(f.path)
@@ -171,22 +178,46 @@ def form_of(start, cfg: TrainConfig) -> dict:
     return fixed
 
 
+MINING = ("semihard", "hard", "all", "easy")  # TripletMarginMiner's type_of_triplets
+
+
+def check_options(cfg: TrainConfig) -> None:
+    """Refuse a bad option by name before any photo is read (finding the coins can take many minutes)."""
+    if cfg.loss not in (*LOSSES, "whitening"):
+        raise CoinmatchError(f"unknown loss {cfg.loss!r}; choose one of {', '.join((*LOSSES, 'whitening'))}")
+    if cfg.mining not in MINING:
+        raise CoinmatchError(f"unknown --mining {cfg.mining!r}; choose one of {', '.join(MINING)}")
+    get_spec(cfg.backbone)
+    if cfg.weights not in (None, "hub", "random") and not Path(cfg.weights).is_file():
+        raise CoinmatchError(f"{cfg.weights}: weights file not found")
+    at_least = {"--epochs": (cfg.epochs, 0), "--batch-size": (cfg.batch_size, 2), "--dim": (cfg.dim, 1),
+                "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1), "--stages": (cfg.stages, 1),
+                "--freeze-blocks": (cfg.freeze_blocks, 0), "--keep": (cfg.keep, 0),
+                "--whitening-views": (cfg.whitening_views, 1), "--limit": (cfg.limit or 1, 1)}
+    for name, (value, least) in at_least.items():
+        if value < least:
+            raise CoinmatchError(f"{name} must be {least} or more, not {value}")
+    if not 0 < cfg.shrinkage <= 1:
+        raise CoinmatchError(f"--shrinkage must be above 0 and at most 1, not {cfg.shrinkage}")
+    if cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):
+        raise CoinmatchError("--lr and --max-minutes must be above 0")
+    if cfg.mine_pairs and cfg.loss != "whitening":
+        raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
+    check_options(cfg)
     start = None
     if cfg.init:
         if cfg.loss == "whitening":
             raise CoinmatchError("--init is for the gradient losses; the whitening is fitted on the ImageNet backbone")
         start = load_model(cfg.init)
         cfg = replace(cfg, **form_of(start, cfg))
-    if cfg.keep < 0:
-        raise CoinmatchError(f"--keep must be 0 or more, not {cfg.keep}")
-    if cfg.whitening_views < 1:
-        raise CoinmatchError(f"--whitening-views must be 1 or more, not {cfg.whitening_views}")
-    if cfg.mine_pairs and cfg.loss != "whitening":
-        raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # the real pairs first: a bad file is said before the training photos take minutes to prepare
+    real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
     t = time.perf_counter()
     caches = [load_cache(m, cache_size(cfg.image_size), cfg.type_column, progress=progress, limit=cfg.limit,
                          disk=cfg.disk_cache) for m in cfg.manifests]
@@ -201,7 +232,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     train_cache, val_cache = split_validation(cache, cfg.val_fraction, cfg.val_max, cfg.seed)
     views = fixed_views(val_cache, cfg.image_size)
-    real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
     if cfg.loss == "whitening":
         fit = fit_whitening(cfg, train_cache, views, real, progress=progress)
         _write_history([fit["row"]], work)
