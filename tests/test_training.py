@@ -337,6 +337,27 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     assert len(json.loads(res.stdout)["results"]) == 5
 
 
+def test_resume_refuses_a_checkpoint_of_other_options_and_a_broken_one(tmp_path, demo_dir):
+    from dataclasses import replace
+
+    from coinmatch.training.loop import TrainConfig, train
+
+    cfg = TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "r.cm"), limit=10, epochs=1,
+                      image_size=64, batch_size=8, disk_cache=False, resume=True)
+    assert [h["epoch"] for h in train(cfg, progress=False)["history"]] == [0, 1]  # no checkpoint yet: from the start
+    ckpt = cfg.work_dir / "last.pt"
+    before = ckpt.read_bytes()
+    with pytest.raises(CoinmatchError, match=r"last.pt was made with other options \(--dim 128 -> 64; "
+                                             r"--image-size 64 -> 96\)"):
+        train(replace(cfg, epochs=2, dim=64, image_size=96), progress=False)
+    assert ckpt.read_bytes() == before  # refused, nothing of the run touched
+    assert [h["epoch"] for h in train(replace(cfg, epochs=2), progress=False)["history"]] == [0, 1, 2]
+    assert sorted(p.name for p in cfg.work_dir.glob("*.tmp")) == []  # the checkpoint was written whole
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short, as by a full disk
+    with pytest.raises(CoinmatchError, match="last.pt: unreadable checkpoint .*start afresh without --resume"):
+        train(replace(cfg, epochs=3), progress=False)
+
+
 def test_validation_through_onnx_runtime_gives_torchs_figures(tmp_path, cache):
     from coinmatch.models.modelfile import ModelConfig
     from coinmatch.training.validate import fixed_views, onnx_embed, validate

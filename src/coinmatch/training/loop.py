@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest
+from coinmatch.files import replaced
 from coinmatch.models.backbones import get_spec
 from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
 from coinmatch.models.network import CoinEmbedder
@@ -205,6 +206,41 @@ def check_options(cfg: TrainConfig) -> None:
         raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
 
 
+# what a checkpoint's run is made of: resuming with any of these changed would mix two runs in one model
+RUN_OPTIONS = ("loss", "backbone", "weights", "dim", "image_size", "grey", "rotations", "stages", "rings", "contrast",
+               "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining", "margin",
+               "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init", "keep")
+
+
+def resume_state(cfg: TrainConfig, device: str) -> dict | None:
+    """The checkpoint to go on from with ``--resume`` (None: none yet, the run starts from the beginning). One made
+    with other options is refused by name; only --epochs, --patience, --max-minutes and the device may change."""
+    ckpt = cfg.work_dir / "last.pt"
+    if not cfg.resume:
+        return None
+    if not ckpt.is_file():
+        log.warning("--resume: no checkpoint in %s yet; starting from the beginning", cfg.work_dir)
+        return None
+    try:
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        saved = state["config"]
+    except Exception as exc:  # noqa: BLE001 - whatever broke it, the file cannot be gone on from
+        raise CoinmatchError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}: {exc}); "
+                             f"start afresh without --resume") from exc
+    now = asdict(cfg)
+
+    def names(manifests: list[str]) -> list[str]:  # the same photos, whichever folder the run starts from
+        return [Path(m).name for m in manifests]
+
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)} -> {now[k]}" for k in RUN_OPTIONS if saved.get(k) != now[k]]
+    if names(saved.get("manifests", [])) != names(cfg.manifests):
+        changed.insert(0, f"manifests {', '.join(names(saved.get('manifests', [])))} -> {', '.join(names(cfg.manifests))}")
+    if changed:
+        raise CoinmatchError(f"{ckpt} was made with other options ({'; '.join(changed)}): resume with the options "
+                             f"it was made with, or leave out --resume to start afresh")
+    return state
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -216,6 +252,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         start = load_model(cfg.init)
         cfg = replace(cfg, **form_of(start, cfg))
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    state = resume_state(cfg, device) if cfg.loss != "whitening" else None
     # the real pairs first: a bad file is said before the training photos take minutes to prepare
     real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
     t = time.perf_counter()
@@ -271,15 +308,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     history: list[dict] = []
     start_epoch, best, best_epoch, stale = 0, -np.inf, -1, 0
     ckpt = work / "last.pt"
-    resuming = cfg.resume and ckpt.exists()
+    resuming = state is not None
     if hasattr(loss_fn, "W") and not resuming:
         imprint(loss_fn, torch.from_numpy(_clean_embeddings(net, train_cache, cfg.image_size, device)), seed=cfg.seed)
     if resuming:
-        state = torch.load(ckpt, map_location=device, weights_only=False)
         net.load_state_dict(state["net"])
         loss_fn.load_state_dict(state["loss"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
+        sched.T_max = max(1, cfg.epochs)  # more --epochs than before: the cosine stretches to the new end
         start_epoch, best, best_epoch, stale = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
         history = state["history"]
         log.warning("resuming after epoch %d", state["epoch"] + 1)
@@ -353,9 +390,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             write_model(row)
         else:
             stale += 1
-        torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
-                    "sched": sched.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                    "stale": stale, "history": history, "config": asdict(cfg)}, ckpt)
+        with replaced(ckpt) as tmp:  # an interruption while saving keeps the last whole checkpoint
+            torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                        "stale": stale, "history": history, "config": asdict(cfg)}, tmp)
         _write_history(history, work)
         _plot(history, val, work)  # every epoch, so a run can be watched and an interrupted one still shows
         if progress:
