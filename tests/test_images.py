@@ -1,10 +1,11 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from coinmatch.images import ImageError, load_rgb
+from coinmatch.images import ImageError, load_rgb, save_rgb
 
 
 def _save(img: Image.Image, path, **kw):
@@ -86,3 +87,24 @@ def test_bytes_input_named_in_errors():
     buf = io.BytesIO()
     Image.new("RGB", (20, 20), (10, 200, 30)).save(buf, "PNG")
     assert load_rgb(buf.getvalue())[0, 0].tolist() == [10, 200, 30]
+
+
+def test_save_rgb_writes_whole_or_says_why_and_keeps_the_earlier_file(tmp_path, pair_paths, monkeypatch):
+    rgb = load_rgb(pair_paths[0][0])[:64, :64]
+    out = tmp_path / "view.png"
+    save_rgb(rgb, out)
+    assert np.array_equal(load_rgb(out), rgb)  # PNG: lossless
+    with pytest.raises(ImageError, match=r"view.txt: cannot write an image named .txt; name it .jpeg, .jpg"):
+        save_rgb(rgb, tmp_path / "view.txt")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ImageError, match="cannot write"):
+        save_rgb(rgb, tmp_path / "afile" / "view.png")  # its folder is a file
+
+    def half_then_full_disk(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_then_full_disk)
+    with pytest.raises(ImageError, match="view.png: cannot write \\(No space left on device\\)"):
+        save_rgb(rgb[::-1], out)
+    assert np.array_equal(load_rgb(out), rgb) and list(tmp_path.glob("*.tmp")) == []

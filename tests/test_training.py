@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from coinmatch import CoinmatchError
 from coinmatch.models.modelfile import load_model
@@ -148,6 +149,22 @@ def test_augmentations_differ_per_draw_and_are_reproducible(cache):
     g = augment(crop, np.random.default_rng(3), 64, grey_always)
     assert np.abs(g[..., 0].astype(int) - g[..., 2].astype(int)).max() <= 3  # JPEG may add a little colour noise
     assert augmentation_grid(crop, n=12, out_size=48, cols=6).shape == (96, 288, 3)
+
+
+def test_augment_grid_command_writes_the_views_a_person_checks(tmp_path, pair_paths):
+    photo = pair_paths[0][0]
+    out = tmp_path / "grid.png"
+    proc = subprocess.run([BIN, "augment-grid", str(photo), "--out", str(out), "--n", "12", "--size", "48"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    grid = np.asarray(Image.open(out).convert("RGB"))
+    assert grid.shape == (96, 288, 3)  # 2 rows of 6 views, 48 px each
+    views = [grid[r:r + 48, c:c + 48] for r in (0, 48) for c in range(0, 288, 48)]
+    assert all(not np.array_equal(views[0], v) for v in views[1:])  # every view augmented, none the original
+    bad = subprocess.run([BIN, "augment-grid", str(photo), "--out", str(tmp_path / "grid.txt")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "grid.txt: cannot write an image named .txt" in " ".join(bad.stderr.split())
+    assert "Traceback" not in bad.stderr and not (tmp_path / "grid.txt").exists()
 
 
 def test_batches_hold_several_views_per_coin(cache):

@@ -398,8 +398,8 @@ def mine_pairs_cmd(
 def augment_grid(
     photo: Path = typer.Argument(...),
     out_path: Path = typer.Option(..., "--out", help="PNG of the original and its augmented views."),
-    n: int = typer.Option(24, "--n"),
-    size: int = typer.Option(160, "--size"),
+    n: int = typer.Option(24, "--n", min=1, help="The original and n-1 augmented views."),
+    size: int = typer.Option(160, "--size", min=16, help="Side of each view in pixels."),
     seed: int = typer.Option(0, "--seed"),
 ):
     """Write a grid of augmented views of one coin, to check the augmentations by eye."""

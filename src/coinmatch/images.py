@@ -106,6 +106,22 @@ def load_rgb(source: str | Path | bytes, name: str | None = None, max_side: int 
     return np.array(open_image(source, name=name, max_side=max_side), dtype=np.uint8)  # a writable copy
 
 
+WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
 def save_rgb(array: np.ndarray, path: str | Path, quality: int = 90) -> None:
-    """Write an RGB uint8 array as JPEG or PNG (by suffix)."""
-    Image.fromarray(array).save(path, quality=quality)
+    """Write an RGB uint8 array as JPEG, PNG, WebP or TIFF (by suffix), whole or not at all (an earlier file
+    there stays as it was if the write fails). A suffix of another kind, or a write the system refuses (no
+    room, no permission), is one :class:`ImageError` naming the file."""
+    from coinmatch.files import replaced
+
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: cannot write an image named {path.suffix or 'without a suffix'}; "
+                         f"name it {', '.join(sorted(WRITE_FORMATS)[:-1])} or {sorted(WRITE_FORMATS)[-1]}")
+    try:
+        with replaced(path) as tmp:
+            Image.fromarray(array).save(tmp, format=fmt, quality=quality)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
