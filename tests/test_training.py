@@ -114,7 +114,10 @@ def test_prepared_cache_is_read_back_from_disk_until_an_input_changes(tmp_path, 
 
     build = cache_module._build
     monkeypatch.setattr(cache_module, "_build", lambda *a, **k: pytest.fail("built again though nothing changed"))
-    again = load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = load_cache(tmp_path / "m.csv", 64, type_column="denomination", progress=False)
+    assert any("skipped" in r.getMessage() and "broken.jpg" in r.getMessage() for r in caplog.records)
     assert np.array_equal(again.images, first.images) and np.array_equal(again.types, first.types)
     assert (again.names, again.type_names, again.dropped_duplicates, again.skipped) == \
         (first.names, first.type_names, first.dropped_duplicates, first.skipped)
@@ -241,11 +244,15 @@ def test_a_bad_option_is_refused_by_name_before_any_photo_is_read(tmp_path, opti
     assert not cfg.work_dir.exists()
 
 
-def test_val_pairs_without_the_id_column_names_the_columns_it_has(tmp_path, demo_dir):
+def test_a_missing_id_or_type_column_is_named_with_the_columns_the_file_has(tmp_path, demo_dir):
     from coinmatch.training.loop import load_real_pairs
 
-    with pytest.raises(CoinmatchError, match=r"pairs.csv: no column 'lot' \(its columns: image, coin_id, shot"):
+    with pytest.raises(CoinmatchError, match=r"pairs.csv: no 'lot' column for --id-column; the columns are image, "
+                                             r"coin_id, shot, denomination"):
         load_real_pairs(str(demo_dir / "pairs.csv"), "lot", 64)
+    with pytest.raises(CoinmatchError, match=r"catalogue.csv: no 'mint' column for --type-column; the columns are "
+                                             r"image, id, denomination"):
+        load_cache(demo_dir / "catalogue.csv", 64, type_column="mint", progress=False, disk=False)
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)

@@ -49,6 +49,15 @@ def normalise_side(value: str | None, where: str) -> str | None:
         raise ManifestError(f"{where}: side {value!r} is neither obverse nor reverse") from None
 
 
+def require_column(path: str | Path, column: str, option: str) -> None:
+    """Refuse a manifest (read already by ``read_manifest``) that lacks ``column``, naming the ones it has and the
+    command-line ``option`` that named it."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        columns = [c.strip() for c in next(csv.reader(f), [])]
+    if column not in columns:
+        raise ManifestError(f"{path}: no {column!r} column for {option}; the columns are {', '.join(columns)}")
+
+
 def read_manifest(path: str | Path, id_column: str | None = None, check_files: bool = True) -> list[Entry]:
     """Read a manifest into entries (one per physical coin)."""
     path = Path(path)

@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from coinmatch import CoinmatchError
-from coinmatch.catalog.manifest import read_manifest
+from coinmatch.catalog.manifest import read_manifest, require_column
 from coinmatch.files import replaced
 from coinmatch.images import load_rgb
 from coinmatch.prepare import prepare_array
@@ -93,6 +93,8 @@ def load_cache(manifest: str | Path, size: int, type_column: str | None = None, 
     With ``disk``, a cache prepared before from the same inputs is read back instead (see the module's notes).
     """
     entries = read_manifest(manifest, id_column=None)
+    if type_column:
+        require_column(manifest, type_column, "--type-column")
     faces = [(e, f) for e in entries for f in e.faces]
     if limit:
         faces = faces[:limit]
@@ -108,6 +110,8 @@ def load_cache(manifest: str | Path, size: int, type_column: str | None = None, 
                 os.utime(path)  # used now: the last to be pruned
             except OSError:
                 pass  # a read-only cache folder is still a cache
+            for s in cache.skipped:  # said on every run, as when the cache was built
+                log.warning("skipped: %s", s)
             return cache
     cache = _build(manifest, faces, size, type_column, dedupe, progress)
     if path is not None:

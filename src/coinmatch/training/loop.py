@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from coinmatch import CoinmatchError
-from coinmatch.catalog.manifest import read_manifest
+from coinmatch.catalog.manifest import read_manifest, require_column
 from coinmatch.files import replaced
 from coinmatch.models.backbones import get_spec
 from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
@@ -124,11 +124,7 @@ def load_real_pairs(path: str, id_column: str, size: int) -> RealPairs:
     """Real photographs grouped by id: the first of each group is the reference, the rest are queries."""
     groups: dict[str, list] = {}
     entries = read_manifest(path, id_column=None)  # a missing file, a malformed CSV, a missing image: said here
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        columns = next(csv.reader(f), [])
-    if id_column not in columns:
-        raise CoinmatchError(f"{path}: no column {id_column!r} (its columns: {', '.join(columns)}); name the one "
-                             f"that holds each coin's id with --id-column")
+    require_column(path, id_column, "--id-column")
     for e in entries:
         key = e.metadata.get(id_column, e.id)
         for f in e.faces:
