@@ -230,6 +230,8 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
     ("batch_size", 1, "--batch-size must be 2 or more, not 1"),
     ("shrinkage", 0.0, "--shrinkage must be above 0"),
     ("val_pairs", "nowhere.csv", "nowhere.csv: manifest not found"),
+    ("device", "tpu", "--device tpu: choose cpu or cuda"),
+    ("device", f"cuda:{torch.cuda.device_count()}", f"torch sees {torch.cuda.device_count()} CUDA GPU"),
 ])
 def test_a_bad_option_is_refused_by_name_before_any_photo_is_read(tmp_path, option, value, says, monkeypatch):
     from coinmatch.training import loop

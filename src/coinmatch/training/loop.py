@@ -200,6 +200,20 @@ def check_options(cfg: TrainConfig) -> None:
         raise CoinmatchError("--lr and --max-minutes must be above 0")
     if cfg.mine_pairs and cfg.loss != "whitening":
         raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
+    check_device(cfg.device)
+
+
+def check_device(device: str | None) -> None:
+    """``--device``: cpu, or cuda (cuda:N) where torch sees that GPU."""
+    if device is None or device == "cpu":
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise CoinmatchError(f"--device {device}: choose cpu or cuda (cuda:N for the N-th GPU)")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(index or 0) >= count:
+        raise CoinmatchError(f"--device {device}: torch sees {count} CUDA GPU{'s' * (count != 1)} here; "
+                             f"leave --device out to use {'the GPU' if count else 'the CPU'}")
 
 
 # what a checkpoint's run is made of: resuming with any of these changed would mix two runs in one model
