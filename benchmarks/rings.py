@@ -54,14 +54,12 @@ class RingDescriptors(nn.Module):
         return ring_pool(m, self.net.pool.p).view(self.net.rotations, x.shape[0], -1).mean(dim=0)
 
 
-def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int | None = None) -> dict[str, np.ndarray]:
-    """Every set's ring descriptors (see ``descriptors``). The training views are made at ``size`` px and
-    embedded at ``embed_size`` (default: the same), so that two sizes see the very same views."""
-    embed_size = embed_size or size
-    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=embed_size)
+def ring_embedder(size: int):
+    """``embed(crops, what)``: the crops' ring descriptors at ``size`` px through ONNX Runtime, timed aloud."""
+    config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=size)
     net = RingDescriptors(build_network(config).eval()).eval()
     embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu",
-                        onnx_file=WORK / f"rings-study-{embed_size}.onnx")
+                        onnx_file=WORK / f"rings-study-{size}.onnx")
 
     def embed(crops, what):
         t = time.perf_counter()
@@ -69,6 +67,13 @@ def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int |
         print(f"{what}: {len(crops)} images in {time.perf_counter() - t:.0f} s", flush=True)
         return v
 
+    return embed
+
+
+def extract(size: int, limit: int, n_train: int, n_views: int, embed_size: int | None = None) -> dict[str, np.ndarray]:
+    """Every set's ring descriptors (see ``descriptors``). The training views are made at ``size`` px and
+    embedded at ``embed_size`` (default: the same), so that two sizes see the very same views."""
+    embed = ring_embedder(embed_size or size)
     cat_ids, cat_crops, queries = euro_crops()
     out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"),
            "q_ids": np.array([q.true_id for q in queries])}
