@@ -453,27 +453,53 @@ def _write_history(history: list[dict], work: Path) -> None:
         w.writerows(history)
 
 
+VALIDATION_LABELS = {"val_roc_auc": "held-out ROC AUC", "val_precision_at_1": "held-out precision@1",
+                     "val_map_at_r": "held-out MAP@R", "real_recall_at_1": "real pairs recall@1"}
+
+
 def _plot(history: list[dict], last_val: dict, work: Path) -> None:
+    """curves.png (loss, mean similarities, validation scores by epoch) and histograms.png (the last epoch's
+    similarities of augmented and unmatched held-out pairs). A closed-form fit (whitening) has no loss and one
+    row: the panels say so and show the values, not a line of one point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
+    closed_form = all(h["loss"] is None for h in history)
+    scores = [k for k in VALIDATION_LABELS if k in history[-1]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(ep, [np.nan if h["loss"] is None else h["loss"] for h in history], marker="o")  # None: no loss
     axes[0].set_title("training loss")
-    axes[1].plot(ep, [h["val_pos_sim"] for h in history], marker="o", label="augmented pairs")
-    axes[1].plot(ep, [h["val_neg_sim"] for h in history], marker="o", label="unmatched pairs")
     axes[1].set_title("mean cosine similarity (held-out coins)")
-    axes[1].legend()
-    for key in ("val_roc_auc", "val_precision_at_1", "val_map_at_r", "real_recall_at_1"):
-        if key in history[-1]:
-            axes[2].plot(ep, [h[key] for h in history], marker="o", label=key)
     axes[2].set_title("validation")
-    axes[2].legend()
-    for ax in axes:
-        ax.set_xlabel("epoch")
+    if closed_form:  # one fit, no epochs: the loss panel says so, the others show the values as bars
+        axes[0].text(0.5, 0.5, "no training loss:\nfitted in closed form", ha="center", va="center", fontsize=12,
+                     transform=axes[0].transAxes)
+        axes[0].set_xticks([])
+        axes[0].set_yticks([])
+        last = history[-1]
+        for ax, keys, labels, colours in (
+                (axes[1], ["val_pos_sim", "val_neg_sim"], ["augmented pairs\n(same coin)", "unmatched pairs"],
+                 ["tab:green", "tab:red"]),
+                (axes[2], scores, [VALIDATION_LABELS[k].replace(" ", "\n", 1) for k in scores], None)):
+            bars = ax.bar(labels, [last[k] for k in keys], color=colours)
+            ax.bar_label(bars, fmt="%.3f")
+            ax.set_ylim(min(0.0, *(last[k] for k in keys)) * 1.15, 1.1)
+    else:
+        axes[0].plot(ep, [np.nan if h["loss"] is None else h["loss"] for h in history], marker="o")  # epoch 0: none
+        axes[1].plot(ep, [h["val_pos_sim"] for h in history], marker="o", label="augmented pairs (same coin)")
+        axes[1].plot(ep, [h["val_neg_sim"] for h in history], marker="s", label="unmatched pairs")
+        for key, marker in zip(scores, "o^sD"):
+            axes[2].plot(ep, [h[key] for h in history], marker=marker, label=VALIDATION_LABELS[key])
+        axes[2].set_ylim(-0.02, 1.02)  # every score lies in [0, 1]
+        for ax in axes:
+            ax.set_xlabel("epoch")
+            ax.set_xlim(min(ep) - 0.2, max(ep) + 0.2)  # the loss starts at epoch 1, the scores at 0: one axis
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in axes[1:]:
+            ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(work / "curves.png", dpi=100)
     plt.close(fig)
@@ -482,7 +508,7 @@ def _plot(history: list[dict], last_val: dict, work: Path) -> None:
     ax.hist(last_val["_neg"], bins=bins, alpha=0.6, color="tab:red", label="unmatched pairs")
     ax.hist(last_val["_pos"], bins=bins, alpha=0.6, color="tab:green", label="augmented pairs (same coin)")
     ax.set_xlabel("cosine similarity")
-    ax.set_title("held-out coins, last epoch")
+    ax.set_title("held-out coins, " + ("the fitted model" if closed_form else f"epoch {ep[-1]}"))
     ax.legend()
     fig.tight_layout()
     fig.savefig(work / "histograms.png", dpi=100)
