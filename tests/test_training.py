@@ -466,14 +466,19 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    row = summary["history"][0]
+    before, row = summary["history"]  # the network it was fitted on, then the whitened one: the same held-out sets
+    assert (before["epoch"], row["epoch"], summary["best_epoch"]) == (0, 1, 1)
     assert row["real_recall_at_1"] >= 0.8 and 0 <= row["val_roc_auc"] <= 1  # real photo pairs of 24 coins
+    assert row["val_map_at_r"] > before["val_map_at_r"]  # what the fit is for: augmented views of unseen coins
     assert (tmp_path / "white.train" / "curves.png").stat().st_size > 0
     model = load_model(out)
     cfg = model.config
     assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.contrast, cfg.whiten_dim, model.dim,
             cfg.info["loss"]) == (True, 2, 3, True, True, 24, 24, "whitening")
     assert (cfg.info["views"], cfg.info["pairs"]) == (2, 2 * summary["train_images"])  # each coin, two views
+    assert cfg.info["validation_before"]["val_map_at_r"] == before["val_map_at_r"]
+    with open(tmp_path / "white.train" / "history.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
     # Lite0's last two blocks and its head, each pooled whole and over three rings
     assert model.network.whiten.in_features == 4 * (192 + 320 + 1280)
 

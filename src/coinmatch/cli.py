@@ -369,6 +369,12 @@ def train(
         if "mined_pairs" in summary:
             out.print(f"{summary['mined_pairs']} same-coin photo pairs mined in {summary['mining_seconds']:.0f} s")
         out.print({k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
+        if loss == "whitening":  # what the fit changed, on the same held-out views and pairs
+            from coinmatch.training.loop import VALIDATION_LABELS
+
+            before, after = summary["history"][0], summary["history"][-1]
+            out.print("; ".join(f"{label} {before[k]:.3f} -> {after[k]:.3f}" for k, label in VALIDATION_LABELS.items()
+                                if k in after) + " (before -> after the whitening)")
 
 
 @app.command("mine-pairs")

@@ -281,9 +281,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     views = fixed_views(val_cache, cfg.image_size)
     if cfg.loss == "whitening":
         fit = fit_whitening(cfg, train_cache, views, real, progress=progress)
-        _write_history([fit["row"]], work)
-        _plot([fit["row"]], fit["val"], work)
-        summary = _summary(cfg, [fit["row"]], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
+        if _score(fit["rows"][1]) < _score(fit["rows"][0]):
+            log.warning("the whitening scores below the network it was fitted on (%s); %s holds it all the same",
+                        _score_name(fit["rows"][1]), cfg.out)
+        _write_history(fit["rows"], work)
+        _plot(fit["rows"], fit["val"], work)
+        summary = _summary(cfg, fit["rows"], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
                            val_cache, cache, cache_seconds, t_start)
         if fit["mined"] is not None:
             summary["mined_pairs"] = len(fit["mined"].pairs)
@@ -421,6 +424,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                     cache_seconds, t_start)
 
 
+def _score_name(row: dict) -> str:
+    return "recall@1 on the real pairs" if "real_recall_at_1" in row else "held-out MAP@R"
+
+
 def _score(val: dict) -> float:
     """What early stopping and the saved model follow: recall@1 on real photo pairs when given, else MAP@R."""
     return val.get("real_recall_at_1", val["val_map_at_r"]) + 1e-3 * val["val_map_at_r"]
@@ -459,8 +466,8 @@ VALIDATION_LABELS = {"val_roc_auc": "held-out ROC AUC", "val_precision_at_1": "h
 
 def _plot(history: list[dict], last_val: dict, work: Path) -> None:
     """curves.png (loss, mean similarities, validation scores by epoch) and histograms.png (the last epoch's
-    similarities of augmented and unmatched held-out pairs). A closed-form fit (whitening) has no loss and one
-    row: the panels say so and show the values, not a line of one point."""
+    similarities of augmented and unmatched held-out pairs). A closed-form fit (whitening) has no loss and no
+    epochs: the panels say so and show its rows (before and after the fit) as bars, not lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -479,14 +486,18 @@ def _plot(history: list[dict], last_val: dict, work: Path) -> None:
                      transform=axes[0].transAxes)
         axes[0].set_xticks([])
         axes[0].set_yticks([])
-        last = history[-1]
-        for ax, keys, labels, colours in (
-                (axes[1], ["val_pos_sim", "val_neg_sim"], ["augmented pairs\n(same coin)", "unmatched pairs"],
-                 ["tab:green", "tab:red"]),
-                (axes[2], scores, [VALIDATION_LABELS[k].replace(" ", "\n", 1) for k in scores], None)):
-            bars = ax.bar(labels, [last[k] for k in keys], color=colours)
-            ax.bar_label(bars, fmt="%.3f")
-            ax.set_ylim(min(0.0, *(last[k] for k in keys)) * 1.15, 1.1)
+        names = {0: "before (the network it was fitted on)", 1: "fitted"}
+        width = 0.8 / len(history)
+        for ax, keys, labels in (
+                (axes[1], ["val_pos_sim", "val_neg_sim"], ["augmented pairs\n(same coin)", "unmatched pairs"]),
+                (axes[2], scores, [VALIDATION_LABELS[k].replace(" ", "\n", 1) for k in scores])):
+            for i, h in enumerate(history):
+                bars = ax.bar(np.arange(len(keys)) + (i - (len(history) - 1) / 2) * width, [h[k] for k in keys],
+                              width, label=names.get(h["epoch"], f"epoch {h['epoch']}"))
+                ax.bar_label(bars, fmt="%.3f", fontsize=8)
+            ax.set_xticks(np.arange(len(keys)), labels)
+            ax.set_ylim(min(0.0, *(h[k] for h in history for k in keys)) * 1.15, 1.3)
+            ax.legend(loc="upper center", ncol=len(history), fontsize=8)
     else:
         axes[0].plot(ep, [np.nan if h["loss"] is None else h["loss"] for h in history], marker="o")  # epoch 0: none
         axes[1].plot(ep, [h["val_pos_sim"] for h in history], marker="o", label="augmented pairs (same coin)")

@@ -76,8 +76,14 @@ def validate(net, views: tuple[np.ndarray, np.ndarray], device: str, real: RealP
              embed=None) -> dict:
     """Validation figures; ``embed`` (arrays -> vectors) replaces the torch pass, e.g. by ONNX Runtime."""
     embed = embed or (lambda images: embed_arrays(net, images, device))
-    a = embed(views[0])
-    b = embed(views[1])
+    real_vectors = None if real is None else (embed(real.references), embed(real.queries), real.query_labels)
+    return score_vectors(embed(views[0]), embed(views[1]), real_vectors)
+
+
+def score_vectors(a: np.ndarray, b: np.ndarray,
+                  real: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
+    """The validation figures of embeddings: ``a`` and ``b`` the two views of each held-out coin (row i of
+    each, one coin); ``real``: (references, queries, each query's reference index) of real photographs."""
     sep = separation(a, b)
     labels = np.arange(len(a))
     calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k=None)
@@ -87,7 +93,6 @@ def validate(net, views: tuple[np.ndarray, np.ndarray], device: str, real: RealP
            "val_precision_at_1": float(acc["precision_at_1"]), "val_map_at_r": float(acc["mean_average_precision_at_r"]),
            "_pos": sep["pos"], "_neg": sep["neg"]}
     if real is not None:
-        ref = embed(real.references)
-        q = embed(real.queries)
-        out["real_recall_at_1"] = float(np.mean(np.argmax(q @ ref.T, axis=1) == real.query_labels))
+        ref, q, query_labels = real
+        out["real_recall_at_1"] = float(np.mean(np.argmax(q @ ref.T, axis=1) == query_labels))
     return out
