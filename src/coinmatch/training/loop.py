@@ -285,7 +285,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             log.warning("the whitening scores below the network it was fitted on (%s); %s holds it all the same",
                         _score_name(fit["rows"][1]), cfg.out)
         _write_history(fit["rows"], work)
-        _plot(fit["rows"], fit["val"], work)
+        _plot(fit["rows"], fit["val"], work, closed_form=True)
         summary = _summary(cfg, fit["rows"], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
                            val_cache, cache, cache_seconds, t_start)
         if fit["mined"] is not None:
@@ -464,9 +464,9 @@ VALIDATION_LABELS = {"val_roc_auc": "held-out ROC AUC", "val_precision_at_1": "h
                      "val_map_at_r": "held-out MAP@R", "real_recall_at_1": "real pairs recall@1"}
 
 
-def _plot(history: list[dict], last_val: dict, work: Path) -> None:
+def _plot(history: list[dict], last_val: dict, work: Path, closed_form: bool = False) -> None:
     """curves.png (loss, mean similarities, validation scores by epoch) and histograms.png (the last epoch's
-    similarities of augmented and unmatched held-out pairs). A closed-form fit (whitening) has no loss and no
+    similarities of augmented and unmatched held-out pairs). A ``closed_form`` fit (whitening) has no loss and no
     epochs: the panels say so and show its rows (before and after the fit) as bars, not lines."""
     import matplotlib
 
@@ -475,7 +475,6 @@ def _plot(history: list[dict], last_val: dict, work: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
-    closed_form = all(h["loss"] is None for h in history)
     scores = [k for k in VALIDATION_LABELS if k in history[-1]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].set_title("training loss")
