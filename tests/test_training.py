@@ -229,6 +229,7 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
     ("rotations", 0, "--rotations must be 1 or more, not 0"),
     ("batch_size", 1, "--batch-size must be 2 or more, not 1"),
     ("shrinkage", 0.0, "--shrinkage must be above 0"),
+    ("limit", 0, "--limit must be 1 or more, not 0"),
     ("val_pairs", "nowhere.csv", "nowhere.csv: manifest not found"),
     ("device", "tpu", "--device tpu: choose cpu or cuda"),
     ("device", f"cuda:{torch.cuda.device_count()}", f"torch sees {torch.cuda.device_count()} CUDA GPU"),
