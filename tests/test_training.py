@@ -385,6 +385,29 @@ def test_resume_refuses_a_checkpoint_of_other_options_and_a_broken_one(tmp_path,
         train(replace(cfg, epochs=3), progress=False)
 
 
+def test_an_interrupted_run_says_where_resume_goes_on_and_does(tmp_path, demo_dir, monkeypatch, caplog):
+    from dataclasses import replace
+
+    from coinmatch.training import loop
+
+    real_loader = loop.make_loader
+
+    def stop_in_epoch_2(*args, **kwargs):
+        if args[-1] == 1:  # make_loader(..., workers, epoch): epochs count from 0
+            raise KeyboardInterrupt  # Ctrl-C during the second epoch
+        return real_loader(*args, **kwargs)
+
+    cfg = loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "i.cm"), limit=10,
+                           epochs=3, image_size=64, batch_size=8, disk_cache=False)
+    monkeypatch.setattr(loop, "make_loader", stop_in_epoch_2)
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        loop.train(cfg, progress=False)
+    assert any("interrupted in epoch 2" in r.getMessage() and "--resume goes on after epoch 1" in r.getMessage()
+               for r in caplog.records)
+    monkeypatch.setattr(loop, "make_loader", real_loader)
+    assert [h["epoch"] for h in loop.train(replace(cfg, resume=True), progress=False)["history"]] == [0, 1, 2, 3]
+
+
 def test_validation_through_onnx_runtime_gives_torchs_figures(tmp_path, cache):
     from coinmatch.models.modelfile import ModelConfig
     from coinmatch.training.validate import fixed_views, onnx_embed, validate

@@ -357,66 +357,73 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         write_model(row)
         _write_history(history, work)
     images_seen, train_seconds = 0, 0.0
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        net.rotations = 1  # one angle per training pass: the augmentation rotates; pooling is for inference
-        for m in frozen:
-            m.eval()
-        if start is not None:  # fine-tuning: batch norms keep the statistics the starting network was fitted with
-            for m in net.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        loader = make_loader(train_cache, cfg.image_size, cfg.batch_size, cfg.views, cfg.seed, cfg.workers, epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.loss}", unit="batch", disable=not progress)
-        running, n_batches, t_epoch = 0.0, 0, time.perf_counter()
-        for x, labels, types in bar:
-            x, labels = x.to(device), labels.to(device)
-            emb = net(x)
-            if miner is not None:
-                if hasattr(miner, "types"):
-                    miner.types = types
-                loss = loss_fn(emb, labels, miner(emb, labels))
+    saved = start_epoch  # epochs whose checkpoint is on disk: what --resume goes on from
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            net.train()
+            net.rotations = 1  # one angle per training pass: the augmentation rotates; pooling is for inference
+            for m in frozen:
+                m.eval()
+            if start is not None:  # fine-tuning: batch norms keep the statistics the starting network was fitted with
+                for m in net.modules():
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+            loader = make_loader(train_cache, cfg.image_size, cfg.batch_size, cfg.views, cfg.seed, cfg.workers, epoch)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.loss}", unit="batch", disable=not progress)
+            running, n_batches, t_epoch = 0.0, 0, time.perf_counter()
+            for x, labels, types in bar:
+                x, labels = x.to(device), labels.to(device)
+                emb = net(x)
+                if miner is not None:
+                    if hasattr(miner, "types"):
+                        miner.types = types
+                    loss = loss_fn(emb, labels, miner(emb, labels))
+                else:
+                    loss = loss_fn(emb, labels)
+                if teacher is not None:
+                    with torch.no_grad():
+                        target = teacher(x)
+                    loss = loss + cfg.keep * (1.0 - (emb * target).sum(dim=1)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                value = loss.item()
+                running = 0.9 * running + 0.1 * value if n_batches else value
+                n_batches += 1
+                images_seen += len(x)
+                bar.set_postfix(loss=f"{running:.4f}")
+            sched.step()
+            net.rotations = cfg.rotations
+            train_seconds += time.perf_counter() - t_epoch
+            val = validate(net, views, device, real, embed=fast())
+            row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
+                   **{k: v for k, v in val.items() if not k.startswith("_")}}
+            history.append(row)
+            score = _score(val)
+            if score > best:
+                best, best_epoch, stale = score, epoch + 1, 0
+                write_model(row)
             else:
-                loss = loss_fn(emb, labels)
-            if teacher is not None:
-                with torch.no_grad():
-                    target = teacher(x)
-                loss = loss + cfg.keep * (1.0 - (emb * target).sum(dim=1)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = loss.item()
-            running = 0.9 * running + 0.1 * value if n_batches else value
-            n_batches += 1
-            images_seen += len(x)
-            bar.set_postfix(loss=f"{running:.4f}")
-        sched.step()
-        net.rotations = cfg.rotations
-        train_seconds += time.perf_counter() - t_epoch
-        val = validate(net, views, device, real, embed=fast())
-        row = {"epoch": epoch + 1, "loss": running, "seconds": round(time.perf_counter() - t_epoch, 1),
-               **{k: v for k, v in val.items() if not k.startswith("_")}}
-        history.append(row)
-        score = _score(val)
-        if score > best:
-            best, best_epoch, stale = score, epoch + 1, 0
-            write_model(row)
-        else:
-            stale += 1
-        with replaced(ckpt) as tmp:  # an interruption while saving keeps the last whole checkpoint
-            torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                        "stale": stale, "history": history, "config": asdict(cfg)}, tmp)
-        _write_history(history, work)
-        _plot(history, val, work)  # every epoch, so a run can be watched and an interrupted one still shows
-        if progress:
-            tqdm.write(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
-        if stale >= cfg.patience:
-            log.warning("early stop: no improvement for %d epochs", stale)
-            break
-        if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-            log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
-            break
+                stale += 1
+            with replaced(ckpt) as tmp:  # an interruption while saving keeps the last whole checkpoint
+                torch.save({"net": net.state_dict(), "loss": loss_fn.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                            "stale": stale, "history": history, "config": asdict(cfg)}, tmp)
+            saved = epoch + 1
+            _write_history(history, work)
+            _plot(history, val, work)  # every epoch, so a run can be watched and an interrupted one still shows
+            if progress:
+                tqdm.write(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+            if stale >= cfg.patience:
+                log.warning("early stop: no improvement for %d epochs", stale)
+                break
+            if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
+                log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
+                break
+    except KeyboardInterrupt:
+        log.warning("interrupted in epoch %d: %s holds the best epoch so far (%d); --resume goes on after epoch %d",
+                    saved + 1, cfg.out, best_epoch, saved)
+        raise
     if best_epoch == 0:
         log.warning("no epoch beat the starting network on the validation score: %s holds the starting network",
                     cfg.out)
