@@ -128,7 +128,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     white = build_network(config, weights="random")  # the backbone comes from ``net``: loaded once
     white.load_state_dict(net.state_dict(), strict=False)
     set_whitening(white, projection, mean)
-    check = embed_arrays(white.eval(), val_views[0][:4], device)
+    check = embed_arrays(white.eval(), val_views[0][:4], str(next(white.parameters()).device))  # where it was built
     if not np.allclose(check, whitened(held_out[0][:4]), atol=2e-3):  # the figures must be the saved model's
         raise RuntimeError("the whitened network disagrees with the whitening it was given")
     seconds = round(time.perf_counter() - t, 1)
