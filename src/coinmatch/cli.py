@@ -135,7 +135,7 @@ def search(
                 if as_json:
                     _emit_json({"query": str(photo), "error": str(exc), "results": []})
                 else:
-                    err.print(f"[red]error:[/] {exc}")
+                    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 failed += 1
                 continue
             if as_json:
@@ -437,7 +437,7 @@ def main() -> None:
     try:
         app()
     except CoinmatchError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)  # one line: a path is never cut
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
