@@ -20,6 +20,7 @@ from coinmatch.training.data import make_loader
 from coinmatch.training.losses import LOSSES, SameTypeFirstMiner, build_loss, imprint
 from coinmatch.training.loop import _clean_embeddings, freeze_early_layers
 
+from conftest import demo_rows
 from test_cli import BIN, ROOT
 
 
@@ -199,7 +200,7 @@ def test_a_set_smaller_than_a_batch_gives_batches_of_every_coin(cache):
 def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_dir, broken_files, caplog):
     from coinmatch.training.loop import TrainConfig, train
 
-    rows = [r for r in csv.DictReader(open(demo_dir / "catalogue.csv", encoding="utf-8"))][:3]
+    rows = demo_rows("catalogue.csv")[:3]
     manifest = tmp_path / "few.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -215,7 +216,7 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
     assert any(broken_files["truncated"].name in r.getMessage() for r in caplog.records)  # said while caching
     assert not out.exists() and not cfg.work_dir.exists()  # a refused run leaves nothing behind
     # one readable photo more and the run goes through, its batches smaller than --batch-size
-    rows = [r for r in csv.DictReader(open(demo_dir / "catalogue.csv", encoding="utf-8"))][3:5]
+    rows = demo_rows("catalogue.csv")[3:5]
     with open(manifest, "a", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([str(demo_dir / r["image"]), r["id"]] for r in rows)
     summary = train(cfg, progress=False)
