@@ -143,5 +143,5 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
                    "seed": cfg.seed}
     save_model(white.eval(), config, cfg.out)
     log.info("whitening fitted on %d positive pairs in %.0f s", len(x), extract_seconds)
-    return {"rows": rows, "row": row, "val": val, "extract_seconds": extract_seconds,
+    return {"rows": rows, "val": val, "extract_seconds": extract_seconds,
             "images": len(plain) + len(views), "mined": mined}
