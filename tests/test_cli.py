@@ -88,3 +88,18 @@ def test_embed_writes_vectors_and_ids(tmp_path):
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "coinmatch", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "catalog" in proc.stdout and "search" in proc.stdout
+
+
+def test_names_with_brackets_are_printed_as_they_are(demo_catalogue, tmp_path):
+    """'[...]' in a file name (common in museum and auction file names) is text, not rich markup: the table and the
+    one-line error show it whole (before, rich took '[Trajan]' and '[obverse]' for styles and dropped them)."""
+    q = demo_rows("queries.csv")[0]
+    good = tmp_path / "RIC II [Trajan] query.jpg"
+    good.write_bytes((ROOT / "demo" / "data" / q["image"]).read_bytes())
+    bad = tmp_path / "lot 12 [obverse] [b].jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = run("search", demo_catalogue, good, bad, "--top-k", "2", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "RIC II [Trajan] query.jpg" in proc.stdout and q["coin_id"] in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "lot 12 [obverse] [b].jpg" in errors[0]

@@ -10,7 +10,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from coinmatch import CoinmatchError
 
@@ -18,8 +20,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="coinmatch: find the very coin of a photograph in a catalogue.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Build, extend and inspect catalogues.")
 app.add_typer(catalog_app, name="catalog")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a line is never cut at the terminal's width (a long path stays whole). Whatever comes from the user
+# (paths, ids, metadata, messages naming a file) is escaped or passed as Text: '[...]' in a name is not markup.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 BackendOpt = typer.Option("onnx", "--backend", help="Inference runtime: onnx (default) or torch.")
 
@@ -92,10 +96,10 @@ def _print_info(info: dict, as_json: bool) -> None:
     for key in ("path", "entries", "images", "faces", "dim", "index", "model_source", "model_fingerprint",
                 "threshold", "verification_features", "created", "updated", "added"):
         if key in info:
-            table.add_row(key, str(info[key]))
+            table.add_row(key, Text(str(info[key])))
     out.print(table)
     for s in info.get("skipped", []):
-        err.print(f"[yellow]skipped:[/] {s}")
+        err.print(f"[yellow]skipped:[/] {escape(str(s))}")
 
 
 @app.command()
@@ -135,7 +139,7 @@ def search(
                 if as_json:
                     _emit_json({"query": str(photo), "error": str(exc), "results": []})
                 else:
-                    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
                 failed += 1
                 continue
             if as_json:
@@ -149,7 +153,7 @@ def search(
 
 
 def _print_result(result) -> None:
-    title = f"{result.query}"
+    title = escape(str(result.query))
     if result.decision:
         colour = "green" if result.decision == "match" else "yellow"
         title += f"  [{colour}]{result.decision}[/]"
@@ -165,13 +169,13 @@ def _print_result(result) -> None:
     table.add_column("metadata")
     for i, m in enumerate(result.results, 1):
         meta = ", ".join(f"{k}={v}" for k, v in m.metadata.items() if v)[:60]
-        cells = [str(i), m.id, f"{m.score:.3f}"]
+        cells = [str(i), Text(str(m.id)), f"{m.score:.3f}"]
         if verified:
             cells += [str(m.inliers), f"{m.verified_score:.3f}"]
-        table.add_row(*cells, m.image, meta)
+        table.add_row(*cells, Text(str(m.image)), Text(meta))
     out.print(table)
     for w in result.warnings:
-        out.print(f"  [yellow]warning:[/] {w}")
+        out.print(f"  [yellow]warning:[/] {escape(str(w))}")
 
 
 def _evaluate(catalogue: Path, queries: Path, id_column: str, verify: bool, candidates: int, form: str,
@@ -224,11 +228,11 @@ def eval_cmd(
     if as_json:
         _emit_json(summary)
         return
-    table = Table(title=f"{queries} against {catalogue}", show_header=False)
+    table = Table(title=escape(f"{queries} against {catalogue}"), show_header=False)
     for k, v in summary.items():
         if isinstance(v, dict):
             v = ", ".join(f"{a}={b:.3f}" for a, b in v.items())
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row(k, Text(f"{v:.4f}" if isinstance(v, float) else str(v)))
     out.print(table)
 
 
@@ -276,7 +280,7 @@ def compare(
                   f"rotation {result['rotation']}, scale {result['scale']}, cosine {result['cosine']:.3f}, "
                   f"score {result['score']:.3f}")
         if out_path:
-            out.print(f"wrote {out_path}")
+            out.print(f"wrote {escape(str(out_path))}")
 
 
 @app.command()
@@ -363,8 +367,9 @@ def train(
         _emit_json({k: v for k, v in summary.items()})
     else:
         last = summary["history"][-1] if summary["history"] else {}
-        out.print(f"wrote {summary['model']} (best epoch {summary['best_epoch']} of {summary['epochs_run']}); "
-                  f"history and plots in {summary['work_dir']}; {summary['wall_seconds']:.0f} s; "
+        out.print(f"wrote {escape(str(summary['model']))} (best epoch {summary['best_epoch']} of "
+                  f"{summary['epochs_run']}); history and plots in {escape(str(summary['work_dir']))}; "
+                  f"{summary['wall_seconds']:.0f} s; "
                   f"{summary['train_images_per_s']:.1f} training images/s")
         if "mined_pairs" in summary:
             out.print(f"{summary['mined_pairs']} same-coin photo pairs mined in {summary['mining_seconds']:.0f} s")
@@ -398,7 +403,8 @@ def mine_pairs_cmd(
     if as_json:
         _emit_json(summary)
     else:
-        out.print(f"wrote {summary['pairs']} same-coin photo pairs to {out_path} ({summary['seconds']:.0f} s)")
+        out.print(f"wrote {summary['pairs']} same-coin photo pairs to {escape(str(out_path))} "
+                  f"({summary['seconds']:.0f} s)")
 
 
 @app.command("augment-grid")
@@ -415,7 +421,7 @@ def augment_grid(
     from coinmatch.training.augment import augmentation_grid
 
     save_rgb(augmentation_grid(prepare_photo(photo).crop, n=n, out_size=size, seed=seed), out_path)
-    out.print(f"wrote {out_path}")
+    out.print(f"wrote {escape(str(out_path))}")
 
 
 @app.command()
@@ -429,7 +435,7 @@ def embed(
     from coinmatch.embed import embed_manifest
 
     n, dim = embed_manifest(manifest, out_path, model=model, backend=backend)
-    err.print(f"wrote {n} vectors of {dim} dimensions to {out_path}")
+    err.print(f"wrote {n} vectors of {dim} dimensions to {escape(str(out_path))}")
 
 
 def main() -> None:
@@ -437,7 +443,7 @@ def main() -> None:
     try:
         app()
     except CoinmatchError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)  # one line: a path is never cut
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
