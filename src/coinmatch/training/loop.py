@@ -502,7 +502,8 @@ def _plot(history: list[dict], last_val: dict, work: Path, closed_form: bool = F
                               width, label=names.get(h["epoch"], f"epoch {h['epoch']}"))
                 ax.bar_label(bars, fmt="%.3f", fontsize=8)
             ax.set_xticks(np.arange(len(keys)), labels)
-            ax.set_ylim(min(0.0, *(h[k] for h in history for k in keys)) * 1.15, 1.3)
+            lowest = min(h[k] for h in history for k in keys)
+            ax.set_ylim(0.0 if lowest >= 0 else lowest - 0.1, 1.3)  # room for a negative bar's label
             ax.legend(loc="upper center", ncol=len(history), fontsize=8)
     else:
         axes[0].plot(ep, [np.nan if h["loss"] is None else h["loss"] for h in history], marker="o")  # epoch 0: none
