@@ -488,9 +488,10 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "whitening",
                            "--grey", "--rotations", "2", "--stages", "3", "--rings", "--contrast", "--dim", "24",
                            "--image-size", "96", "--whitening-views", "2", "--json", "--val-pairs",
-                           str(demo_dir / "pairs.csv")],
+                           str(demo_dir / "pairs.csv"), "--resume"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert "has no checkpoint to go on from; fitting it from the start" in proc.stderr  # --resume: said, not ignored
     summary = json.loads(proc.stdout)
     before, row = summary["history"]  # the network it was fitted on, then the whitened one: the same held-out sets
     assert (before["epoch"], row["epoch"], summary["best_epoch"]) == (0, 1, 1)

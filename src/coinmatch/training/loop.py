@@ -262,6 +262,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         start = load_model(cfg.init)
         cfg = replace(cfg, **form_of(start, cfg))
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.resume and cfg.loss == "whitening":
+        log.warning("--resume: a whitening is fitted in one pass and has no checkpoint to go on from; "
+                    "fitting it from the start")
     state = resume_state(cfg, device) if cfg.loss != "whitening" else None
     # the real pairs first: a bad file is said before the training photos take minutes to prepare
     real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
