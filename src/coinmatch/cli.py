@@ -157,7 +157,8 @@ def _print_result(result) -> None:
     if result.decision:
         colour = "green" if result.decision == "match" else "yellow"
         title += f"  [{colour}]{result.decision}[/]"
-    table = Table(title=title, title_justify="left")
+    out.print(title, style="italic")  # the query on a line of its own: a table's title would wrap a long path
+    table = Table()
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("score", justify="right")
