@@ -1,6 +1,7 @@
 """Matching angle by angle with a trained rotation-pooled model, against its pooled vector.
 
     .venv/bin/python benchmarks/aligned.py --model runs/whitening-2000-rings-v2.cm [--reuse] [--name aligned]
+    .venv/bin/python benchmarks/aligned.py --model untrained --name aligned-untrained
 
 A model trained with ``--rotations 16`` sees each coin at 16 angles and averages the 16 pooled descriptors
 before its whitening: one vector per image, blind to the coin's orientation (what search uses). This study
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import EURO, WORK, euro_crops, format_table, save_results, stored_descriptors, unit
+from common import (EURO, WORK, euro_crops, format_table, save_results, stored_descriptors, unit,
+                    untrained_invariant_model)
 from singles_pairs import sets
 from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import catalogue_like, load_query_images
@@ -137,22 +138,24 @@ def study(model, d: dict) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True, help="a model file trained with --rotations > 1")
+    ap.add_argument("--model", required=True,
+                    help="a model file made with --rotations > 1, or 'untrained' (ImageNet Lite0, grey, 16 angles)")
     ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
     ap.add_argument("--name", default="aligned", help="results file name in benchmarks/results/")
     args = ap.parse_args()
-    model = load_model(args.model)
+    label = "untrained (ImageNet Lite0, grey, 16 angles)" if args.model == "untrained" else args.model
+    model = load_model(untrained_invariant_model() if args.model == "untrained" else args.model)
     if model.network.rotations < 2 or model.config.stages != 1:
-        raise SystemExit(f"{args.model}: needs a model of one stage trained with --rotations 2 or more")
+        raise SystemExit(f"{label}: needs a model of one stage trained with --rotations 2 or more")
     WORK.mkdir(parents=True, exist_ok=True)
     d, how = stored_descriptors(WORK / f"aligned-{model.fingerprint[:12]}.npz", args.reuse, lambda: extract(model))
-    print(f"{args.model}: per-angle descriptors {how}", flush=True)
+    print(f"{label}: per-angle descriptors {how}", flush=True)
     rows = study(model, d)
-    text = f"model {args.model}\n" + format_table(rows, [("test", "test", "<19"), ("form", "form", "<15"), ("method", "method", "<35"),
-                                                          ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"),
-                                                          ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f")])
+    columns = [("test", "test", "<19"), ("form", "form", "<15"), ("method", "method", "<35"), ("R@1", "R@1", "6.3f"),
+               ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f")]
+    text = f"model {label}\n" + format_table(rows, columns)
     print(text)
-    save_results(args.name, [{"model": str(args.model), **r} for r in rows], text)
+    save_results(args.name, [{"model": label, **r} for r in rows], text)
 
 
 if __name__ == "__main__":
