@@ -29,16 +29,14 @@ import time
 import numpy as np
 import torch
 
-from common import (EURO, WORK, euro_crops, format_table, save_results, stored_descriptors, unit,
+from common import (WORK, cyclic_scores, euro_crops, format_table, save_results, stored_descriptors, unit,
                     untrained_invariant_model)
-from singles_pairs import sets
+from singles_pairs import real_test
 from coinmatch.evaluation import metrics
-from coinmatch.evaluation.protocol import catalogue_like, load_query_images
-from coinmatch.images import load_rgb
+from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import load_model
 from coinmatch.models.runtime import to_batch
 from coinmatch.prepare import prepare_array
-from coinmatch.training.mining import mine_manifest
 
 FORMS = ("photo", "catalogue-like")
 TESTS = {"euro": "euro pairs (84)", "singles": "singles pairs (71)"}
@@ -66,14 +64,8 @@ def extract(model) -> dict[str, np.ndarray]:
         images = load_query_images(queries, form)
         out[f"euro:{form}"] = angle_descriptors(
             net, [prepare_array(im, q.name).crop for im, q in zip(images, queries)], size, f"euro pairs: {form}")
-    pairs_csv = WORK / "singles-pairs.csv"
-    mine_manifest(EURO / "singles.csv", pairs_csv, "denomination", progress=False)
-    cat, photos, out["singles:true"] = sets(pairs_csv)
-    out["singles:cat"] = angle_descriptors(net, [prepare_array(load_rgb(p), p).crop for p in cat], size,
-                                           "singles pairs: catalogue")
-    rng = np.random.default_rng(0)  # the draws of benchmarks/singles_pairs.py
-    images = [load_rgb(q) for q in photos]
-    forms = {"photo": images, "catalogue-like": [catalogue_like(im, rng) for im in images]}
+    _, cat_crops, forms, out["singles:true"] = real_test()  # benchmarks/singles_pairs.py's sets and draws
+    out["singles:cat"] = angle_descriptors(net, cat_crops, size, "singles pairs: catalogue")
     for form, ims in forms.items():
         out[f"singles:{form}"] = angle_descriptors(net, [prepare_array(im).crop for im in ims], size,
                                                    f"singles pairs: {form}")
@@ -85,12 +77,6 @@ def project(net, v: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         flat = torch.from_numpy(np.ascontiguousarray(v.reshape(-1, v.shape[-1])))
         return unit(net.head(net.whiten(flat)).numpy()).reshape(*v.shape[:-1], -1)
-
-
-def cyclic(q: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Q x C: the best, over cyclic shifts, of the mean cosine of the angles (Q x A x d against C x A x d)."""
-    angles = q.shape[1]
-    return np.max([np.einsum("qjd,cjd->qc", np.roll(q, -k, axis=1), c) / angles for k in range(angles)], axis=0)
 
 
 def reranked(first: np.ndarray, second: np.ndarray, k: int) -> np.ndarray:
@@ -125,7 +111,7 @@ def study(model, d: dict) -> list[dict]:
         for form in FORMS:
             q = unit(d[f"{test}:{form}"])
             pooled = project(net, unit(q.mean(axis=1))) @ pooled_cat.T
-            aligned = cyclic(project(net, q), angle_cat)
+            aligned = cyclic_scores(project(net, q), angle_cat)
             methods = {"pooled (search now)": pooled, "cyclic": aligned, "pooled + cyclic": pooled + aligned,
                        "cyclic re-rank of pooled top 20": reranked(pooled, aligned, 20),
                        "cyclic re-rank of pooled top 100": reranked(pooled, aligned, 100),

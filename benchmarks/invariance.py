@@ -29,8 +29,8 @@ import time
 import cv2
 import numpy as np
 
-from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
-                    study_arguments, training_views, unit)
+from common import (SCORE_COLUMNS, WORK, cyclic_scores, euro_crops, format_table, save_results,
+                    stored_descriptors, study_arguments, training_views, unit)
 from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.runtime import resize_square
@@ -114,10 +114,7 @@ def similarities(q: np.ndarray, c: np.ndarray, matching: str) -> np.ndarray:
         return pooled(q) @ pooled(c).T
     if matching == "aligned":
         return np.einsum("qkd,cd->qck", q, c[:, 0]).max(-1)
-    best = np.full((len(q), len(c)), -np.inf)
-    for k in range(ANGLES):
-        best = np.maximum(best, np.einsum("qjd,cjd->qc", np.roll(q, -k, axis=1), c) / ANGLES)
-    return best
+    return cyclic_scores(q, c)
 
 
 def recall(scores: np.ndarray, d: dict) -> float:

@@ -53,6 +53,19 @@ def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
     return cat, queries, np.array([cat.index(a) for a, _ in disjoint])
 
 
+def real_test() -> tuple[int, list[np.ndarray], dict[str, list[np.ndarray]], np.ndarray]:
+    """The test as scored here: the pairs mined among the singles (how many), the catalogue's coin crops, the query
+    photos as photographed and catalogue-like (seed 0), and for each query its coin's catalogue index."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    pairs_csv = WORK / "singles-pairs.csv"
+    mined = mine_manifest(EURO / "singles.csv", pairs_csv, "denomination", progress=False)
+    cat, queries, truth = sets(pairs_csv)
+    rng = np.random.default_rng(0)
+    photos = [load_rgb(q) for q in queries]
+    forms = {"photo": photos, "catalogue-like": [catalogue_like(im, rng) for im in photos]}
+    return len(mined.pairs), [prepare_array(load_rgb(p), p).crop for p in cat], forms, truth
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=None,
@@ -60,19 +73,12 @@ def main() -> None:
                          "and runs/*.cm)")
     ap.add_argument("--name", default="singles-pairs", help="results file name in benchmarks/results/")
     args = ap.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    pairs_csv = WORK / "singles-pairs.csv"
-    mined = mine_manifest(EURO / "singles.csv", pairs_csv, "denomination", progress=False)
-    cat, queries, truth = sets(pairs_csv)
-    print(f"{len(mined.pairs)} pairs mined; {len(queries)} queries (one pair per photo), {len(cat)} catalogue "
+    n_pairs, cat_crops, forms, truth = real_test()
+    print(f"{n_pairs} pairs mined; {len(truth)} queries (one pair per photo), {len(cat_crops)} catalogue "
           "entries", flush=True)
     models = args.models
     if models is None:
         models = ["default", str(untrained_invariant_model())] + sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
-    rng = np.random.default_rng(0)
-    photos = [load_rgb(q) for q in queries]
-    forms = {"photo": photos, "catalogue-like": [catalogue_like(im, rng) for im in photos]}
-    cat_crops = [prepare_array(load_rgb(p), p).crop for p in cat]
     rows = []
     for m in models:
         embedder = Embedder(None if m == "default" else m)
@@ -88,7 +94,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     text = format_table(rows, [("model", "model", "<40"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
                                ("recall@5", "R@5", "6.3f"), ("ms_per_query", "ms/q", "7.1f")])
-    text = (f"{len(queries)} queries, {len(cat)} catalogue entries; pairs found by verification (all of them "
+    text = (f"{len(truth)} queries, {len(cat_crops)} catalogue entries; pairs found by verification (all of them "
             "verifiable); models trained on the singles have seen these photos\n" + text)
     print(text)
     save_results(args.name, rows, text)
