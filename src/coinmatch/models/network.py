@@ -235,5 +235,35 @@ class CoinEmbedder(nn.Module):
         parts = self.stage_descriptors(x)
         return parts[0] if len(parts) == 1 else F.normalize(torch.cat(parts, dim=1), dim=1)
 
+    def project(self, d: torch.Tensor) -> torch.Tensor:
+        """Descriptors (... x D) -> whitened, projected, unit-length vectors."""
+        return F.normalize(self.head(self.whiten(d)), dim=-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.head(self.whiten(self.descriptor(x))), dim=1)
+        return self.project(self.descriptor(x))
+
+    def forward_with_angles(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vector (N x dim) and, from the same backbone pass, one vector per angle (N x rotations x dim):
+        each angle's descriptor whitened and projected as the pooled one is. The pooled vector forgets where
+        the coin's features lie around it; the angle vectors keep it, so two coins can be compared turned to
+        their best relative orientation (:func:`coinmatch.search.cyclic_similarity`)."""
+        n, a = x.shape[0], self.rotations
+        parts = [self.pooled(m).view(a, n, -1) for m in self.feature_maps(self.views(x))]  # angle-major
+        means = [F.normalize(p.mean(dim=0), dim=1) for p in parts]
+        if len(parts) == 1:
+            descriptor, angles = means[0], parts[0]
+        else:
+            descriptor = F.normalize(torch.cat(means, dim=1), dim=1)
+            angles = F.normalize(torch.cat(parts, dim=2), dim=2)
+        return self.project(descriptor), self.project(angles).permute(1, 0, 2)
+
+
+class WithAngles(nn.Module):
+    """A network's vector and its angle vectors as the module's two outputs (what the ONNX export traces)."""
+
+    def __init__(self, net: CoinEmbedder):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.forward_with_angles(x)

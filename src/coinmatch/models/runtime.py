@@ -1,6 +1,8 @@
 """Inference: ONNX Runtime by default (exported once per model, checked against torch), torch as fallback.
 
-:class:`Embedder` turns square coin crops (uint8 RGB) into L2-normalised vectors, in batches.
+:class:`Embedder` turns square coin crops (uint8 RGB) into L2-normalised vectors, in batches. A model that
+pools over several angles (``rotations`` > 1) also gives, from the same pass, one vector per angle
+(:meth:`Embedder.embed_with_angles`): the ONNX export has a second output, ``angles``.
 """
 
 from __future__ import annotations
@@ -54,29 +56,41 @@ def batch_size_for(rotations: int, batch_size: int = 32) -> int:
     return max(1, batch_size // max(1, rotations))
 
 
-def onnx_path(backbone: str, fingerprint: str) -> Path:
-    return cache_dir() / f"{backbone}-{fingerprint}.onnx"
+def has_angles(rotations: int) -> bool:
+    """Whether a model of this many angles gives a vector per angle as well as the pooled one."""
+    return int(rotations) > 1
+
+
+def onnx_path(backbone: str, fingerprint: str, angles: bool = False) -> Path:
+    return cache_dir() / f"{backbone}-{fingerprint}{'-angles' if angles else ''}.onnx"
 
 
 def export_onnx(model: "LoadedModel", path: Path) -> Path:
-    """Export the network with a dynamic batch axis and check it equals torch within 1e-4."""
+    """Export the network with a dynamic batch axis and check it equals torch within 1e-4 (both outputs, for a
+    model with angle vectors)."""
     import onnxruntime as ort
     import torch
 
+    from coinmatch.models.network import WithAngles
+
     size = model.config.image_size
     net = model.network.eval().cpu()
+    angles = has_angles(model.config.rotations)
+    module = WithAngles(net).eval() if angles else net  # eval: the exporter restores the mode it finds
+    outputs = ["embedding", "angles"] if angles else ["embedding"]
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with replaced(path) as tmp:  # checked before it takes the shared name
         with torch.no_grad(), warnings.catch_warnings():
             # the image size is fixed per model (to_batch resizes to it), so sizes read as constants are right
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(net, (example,), str(tmp), input_names=["pixels"], output_names=["embedding"],
-                              dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+            torch.onnx.export(module, (example,), str(tmp), input_names=["pixels"], output_names=outputs,
+                              dynamic_axes={name: {0: "batch"} for name in ["pixels", *outputs]},
                               opset_version=17, dynamo=False)
-            expected = net(example).numpy()
+            expected = module(example)
+            expected = [t.numpy() for t in (expected if angles else (expected,))]
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(None, {"pixels": example.numpy()})[0]
-        err = float(np.abs(got - expected).max())
+        got = session.run(None, {"pixels": example.numpy()})
+        err = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
         if err > ONNX_TOLERANCE:
             raise RuntimeError(f"ONNX export differs from torch by {err:.2e} (> {ONNX_TOLERANCE})")
     return path
@@ -109,6 +123,7 @@ class Embedder:
         self.batch_size = batch_size_for(self.model.config.rotations, batch_size)
         self.size = self.model.config.image_size
         self.dim = self.model.dim
+        self.rotations = int(self.model.config.rotations)
         self.fingerprint = self.model.fingerprint
         self.source = self.model.source
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -116,7 +131,8 @@ class Embedder:
         self._session = None
         if backend == "onnx":
             try:
-                path = onnx_file or onnx_path(self.model.config.backbone, self.fingerprint)
+                path = onnx_file or onnx_path(self.model.config.backbone, self.fingerprint,
+                                              has_angles(self.rotations))
                 if onnx_file or not path.exists():
                     export_onnx(self.model, path)
                 self._session = onnx_session(path, self.device)
@@ -130,11 +146,12 @@ class Embedder:
     def for_catalogue(cls, source: str, config: dict, fingerprint: str, dim: int, backend: str = "onnx",
                       device: str | None = None) -> "Embedder":
         """The embedder of a catalogue's model; straight from its ONNX export when there is one (no torch)."""
-        path = onnx_path(config["backbone"], fingerprint)
+        rotations = int(config.get("rotations", 1))
+        path = onnx_path(config["backbone"], fingerprint, has_angles(rotations))
         if backend == "onnx" and path.exists() and device in (None, "cpu"):
             obj = cls.__new__(cls)
-            obj.model, obj.size, obj.dim = None, int(config["image_size"]), int(dim)
-            obj.batch_size = batch_size_for(int(config.get("rotations", 1)))
+            obj.model, obj.size, obj.dim, obj.rotations = None, int(config["image_size"]), int(dim), rotations
+            obj.batch_size = batch_size_for(rotations)
             obj.fingerprint, obj.source, obj.device, obj.backend = fingerprint, source, "cpu", "onnx"
             obj._session = onnx_session(path, "cpu")
             return obj
@@ -142,20 +159,40 @@ class Embedder:
 
         return cls(load_model(source), backend=backend, device=device)
 
-    def embed_batch(self, crops: list[np.ndarray]) -> np.ndarray:
+    @property
+    def angles(self) -> bool:
+        """Whether this model gives angle vectors (:meth:`embed_with_angles`)."""
+        return has_angles(self.rotations)
+
+    def embed_batch(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors (N x dim) and angle vectors (N x rotations x dim; None for a model of one angle)."""
         batch = to_batch(crops, self.size)
         if self._session is not None:
-            return self._session.run(None, {"pixels": batch})[0]
+            out = self._session.run(None, {"pixels": batch})
+            return out[0], (out[1] if self.angles else None)
         import torch
 
         with torch.no_grad():
-            return self.model.network(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+            x = torch.from_numpy(batch).to(self.device)
+            if not self.angles:
+                return self.model.network(x).float().cpu().numpy(), None
+            vectors, angles = self.model.network.forward_with_angles(x)
+            return vectors.float().cpu().numpy(), angles.float().cpu().numpy()
 
-    def embed(self, crops: list[np.ndarray], progress: bool = False) -> np.ndarray:
+    def embed_with_angles(self, crops: list[np.ndarray], progress: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors and, for a model of several angles, angle vectors, from one pass in batches."""
         from tqdm import tqdm
 
         out = np.zeros((len(crops), self.dim), np.float32)
+        angles = np.zeros((len(crops), self.rotations, self.dim), np.float32) if self.angles else None
         starts = range(0, len(crops), self.batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress or len(starts) < 2):
-            out[start:start + self.batch_size] = self.embed_batch(crops[start:start + self.batch_size])
-        return out
+            stop = start + self.batch_size
+            out[start:stop], a = self.embed_batch(crops[start:stop])
+            if angles is not None:
+                angles[start:stop] = a
+        return out, angles
+
+    def embed(self, crops: list[np.ndarray], progress: bool = False) -> np.ndarray:
+        return self.embed_with_angles(crops, progress)[0]
