@@ -51,14 +51,15 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
                     raise
                 skipped.append(str(exc))
                 log.warning("skipped: %s", exc)
-        vectors = embedder.embed([p.crop for _, _, p in prepared]) if prepared else []
-        for (entry, face, p), vec in zip(prepared, vectors):
+        vectors, angles = embedder.embed_with_angles([p.crop for _, _, p in prepared])
+        for i, ((entry, face, p), vec) in enumerate(zip(prepared, vectors)):
             kept_entries.setdefault(entry.id, entry.metadata)
             c = p.location.circle
             out.append(NewImage(entry.id, face.side, str(face.path), face.relpath, vec, thumbnail(p.crop),
                                 p.location.found, (c.x, c.y, c.r),
                                 p.notes + quality_warnings(p.crop, 2 * c.r),
-                                features(p.crop) if features else None))
+                                features(p.crop) if features else None,
+                                None if angles is None else angles[i]))
         bar.update(len(chunk))
     bar.close()
     return kept_entries, out, skipped

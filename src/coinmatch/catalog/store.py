@@ -3,7 +3,8 @@
 Layout::
 
     CATALOGUE/
-      catalog.sqlite      meta (model fingerprint, vectors file, calibration...), entries, images, features
+      catalog.sqlite      meta (model fingerprint, vectors file, calibration...), entries, images, features,
+                          angle vectors (a model of several angles: one vector per angle, float16)
       vectors-<gen>.faiss the vectors; row i of the index is images.row = i
       model.cm            a copy of the model file (absent for a built-in model)
       thumbs/<row>.jpg    small crops for display
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS features (
     row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
     keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
 """
+ANGLES_TABLE = ("CREATE TABLE IF NOT EXISTS angles (\n"
+                "    row INTEGER PRIMARY KEY REFERENCES images(row), vectors BLOB NOT NULL)")
 
 
 class CatalogueError(CoinmatchError):
@@ -77,6 +80,7 @@ class NewImage:
     circle: tuple[float, float, float]
     warnings: list[str]
     features: tuple[str, bytes, bytes] | None = None  # (method, keypoints, descriptors)
+    angles: np.ndarray | None = None  # rotations x dim: the model's vector at each angle, when it has several
 
 
 def is_catalogue(path: str | Path) -> bool:
@@ -104,7 +108,7 @@ class Catalogue:
             shutil.copyfile(model_file, root / "model.cm")
             model_source = "model.cm"
         db = sqlite3.connect(root / DB_NAME)
-        db.executescript(SCHEMA)
+        db.executescript(SCHEMA + ANGLES_TABLE + ";")
         index = faiss.index_factory(dim, index_factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
             raise CatalogueError(f"index type {index_factory!r} needs training data; use Flat or HNSW32")
@@ -238,6 +242,32 @@ class Catalogue:
     def features(self, row: int) -> tuple[str, bytes, bytes] | None:
         return self.db.execute("SELECT method, keypoints, descriptors FROM features WHERE row=?", (int(row),)).fetchone()
 
+    def angle_count(self) -> int:
+        """Images with angle vectors stored (0 in a catalogue made before they were, or by a one-angle model)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='angles'").fetchone():
+            return 0
+        return self.db.execute("SELECT COUNT(*) FROM angles").fetchone()[0]
+
+    def has_angles(self) -> bool:
+        """Whether every image has its angle vectors, so that search can compare coins angle by angle."""
+        n = len(self)
+        return n > 0 and self.angle_count() == n
+
+    def angle_vectors(self, rows: Iterable[int]) -> np.ndarray:
+        """len(rows) x angles x dim float32, in the order asked."""
+        rows = [int(r) for r in rows]
+        dim = int(self.meta("dim"))
+        found = {}
+        for start in range(0, len(rows), 900):
+            chunk = rows[start:start + 900]
+            q = f"SELECT row, vectors FROM angles WHERE row IN ({','.join('?' * len(chunk))})"
+            for row, blob in self.db.execute(q, chunk):
+                found[row] = np.frombuffer(blob, np.float16).reshape(-1, dim)
+        missing = [r for r in rows if r not in found]
+        if missing:
+            raise CatalogueError(f"{self.root}: image row {missing[0]} has no angle vectors; rebuild the catalogue")
+        return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 1, dim), np.float32)
+
     # -- writing ---------------------------------------------------------------------------------
     def add(self, entries: dict[str, dict], images: list[NewImage]) -> int:
         """Append entries (id -> metadata) and their images in one atomic step; returns rows added."""
@@ -250,6 +280,8 @@ class Catalogue:
         self._sweep()
         index = faiss.clone_index(self.index)
         start = index.ntotal
+        # angle vectors only where every image has them: a catalogue made without them stays without
+        with_angles = all(im.angles is not None for im in images) and (start == 0 or self.has_angles())
         index.add(vecs)
         gen = int(self.meta("vectors_file").split("-")[1].split(".")[0]) + 1
         new_file = f"vectors-{gen}.faiss"
@@ -260,6 +292,8 @@ class Catalogue:
         seq = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM entries").fetchone()[0] + 1
         try:
             self.db.execute("BEGIN")
+            if with_angles:  # a catalogue made before angle vectors were kept has no such table
+                self.db.execute(ANGLES_TABLE)
             for eid, meta in entries.items():
                 if self.has_entry(eid):
                     raise CatalogueError(f"{self.root}: entry {eid!r} is already in the catalogue")
@@ -276,6 +310,12 @@ class Catalogue:
                                  json.dumps(im.warnings)))
                 if im.features is not None:
                     self.db.execute("INSERT INTO features VALUES (?,?,?,?)", (row, *im.features))
+                if with_angles:
+                    if im.angles.ndim != 2 or im.angles.shape[1] != dim:
+                        raise CatalogueError(f"{self.root}: angle vectors of {im.path} are {im.angles.shape}, "
+                                             f"not angles x {dim}")
+                    self.db.execute("INSERT INTO angles VALUES (?,?)",
+                                    (row, np.ascontiguousarray(im.angles, np.float16).tobytes()))
             faiss.write_index(index, str(self.root / new_file))
             old_file = self.meta("vectors_file")
             self.db.execute("UPDATE meta SET value=? WHERE key='vectors_file'", (new_file,))
@@ -311,6 +351,7 @@ class Catalogue:
             "threshold": calibration["threshold"] if calibration else None,
             "calibration": calibration,
             "verification_features": self.db.execute("SELECT COUNT(*) FROM features").fetchone()[0],
+            "angle_vectors": self.angle_count(),
             "created": self.meta("created"),
             "updated": self.meta("updated"),
         }
