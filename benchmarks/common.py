@@ -121,13 +121,10 @@ def unit(a: np.ndarray) -> np.ndarray:
 
 
 def cyclic_scores(q: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Q x C from per-angle vectors (Q x A x d against C x A x d, unit rows): the best, over cyclic shifts of
-    the A angles, of the mean cosine of the angles, i.e. each coin compared turned to its best orientation."""
-    angles = q.shape[1]
-    best = np.full((len(q), len(c)), -np.inf)
-    for k in range(angles):
-        best = np.maximum(best, np.einsum("qjd,cjd->qc", np.roll(q, -k, axis=1), c) / angles)
-    return best
+    """Q x C from per-angle vectors (Q x A x d against C x A x d, unit rows): search's aligned cosine."""
+    from coinmatch.search import cyclic_similarity
+
+    return cyclic_similarity(q, c)
 
 
 # the columns every frozen-descriptor study reports: held-out augmented P@1 and the euro pairs' recall@1

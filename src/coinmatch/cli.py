@@ -26,6 +26,11 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 BackendOpt = typer.Option("onnx", "--backend", help="Inference runtime: onnx (default) or torch.")
+AlignOpt = typer.Option(True, "--align/--no-align",
+                        help="Score the top candidates angle by angle too (a model of several angles, a catalogue "
+                             "built with it): (cosine + aligned cosine) / 2.")
+CandidatesOpt = typer.Option(20, "--candidates", min=1,
+                             help="Candidates per query scored again: aligned, and verified with --verify.")
 
 
 def _emit_json(obj) -> None:
@@ -94,7 +99,7 @@ def _print_info(info: dict, as_json: bool) -> None:
         return
     table = Table(show_header=False, box=None)
     for key in ("path", "entries", "images", "faces", "dim", "index", "model_source", "model_fingerprint",
-                "threshold", "verification_features", "created", "updated", "added"):
+                "threshold", "verification_features", "angle_vectors", "created", "updated", "added"):
         if key in info:
             table.add_row(key, Text(str(info[key])))
     out.print(table)
@@ -110,16 +115,15 @@ def search(
     reverse: Optional[Path] = typer.Option(None, "--reverse", help="... and its reverse photo."),
     top_k: int = typer.Option(5, "--top-k", min=1),
     verify: bool = typer.Option(False, "--verify", help="Re-rank candidates by local-feature geometry."),
-    candidates: int = typer.Option(20, "--candidates", help="Candidates verified per query."),
+    candidates: int = CandidatesOpt,
+    align: bool = AlignOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query photo, one per line."),
 ):
     """Find the catalogue entries that are the coin in each photo."""
-    from coinmatch.search import Searcher
-
     if not photos and not (obverse or reverse):
         raise typer.BadParameter("give query photos, or --obverse and/or --reverse")
-    searcher = Searcher(catalogue, backend=backend)
+    searcher = _open_searcher(catalogue, backend, align)
     try:
         if obverse or reverse:
             from coinmatch.prepare import prepare_photo
@@ -152,6 +156,16 @@ def search(
         raise typer.Exit(1)  # the others were answered; the exit status says not all could be
 
 
+def _open_searcher(catalogue: Path, backend: str, align: bool):
+    """A searcher, its notes (why it cannot align, a calibration of another score) said on stderr."""
+    from coinmatch.search import Searcher
+
+    searcher = Searcher(catalogue, backend=backend, align=align)
+    for note in searcher.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    return searcher
+
+
 def _print_result(result) -> None:
     title = escape(str(result.query))
     if result.decision:
@@ -162,6 +176,10 @@ def _print_result(result) -> None:
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("score", justify="right")
+    aligned = any(m.aligned is not None for m in result.results)
+    if aligned:
+        table.add_column("cosine", justify="right")
+        table.add_column("aligned", justify="right")
     verified = any(m.inliers is not None for m in result.results)
     if verified:
         table.add_column("inliers", justify="right")
@@ -171,6 +189,8 @@ def _print_result(result) -> None:
     for i, m in enumerate(result.results, 1):
         meta = ", ".join(f"{k}={v}" for k, v in m.metadata.items() if v)[:60]
         cells = [str(i), Text(str(m.id)), f"{m.score:.3f}"]
+        if aligned:
+            cells += [f"{m.cosine:.3f}", f"{m.aligned:.3f}"]
         if verified:
             cells += [str(m.inliers), f"{m.verified_score:.3f}"]
         table.add_row(*cells, Text(str(m.image)), Text(meta))
@@ -180,15 +200,15 @@ def _print_result(result) -> None:
 
 
 def _evaluate(catalogue: Path, queries: Path, id_column: str, verify: bool, candidates: int, form: str,
-              backend: str, keep_crops: bool, progress: bool):
+              backend: str, keep_crops: bool, progress: bool, align: bool):
     from coinmatch.evaluation.protocol import load_query_images, read_queries
     from coinmatch.evaluation.run import evaluate
-    from coinmatch.search import Searcher
 
-    searcher = Searcher(catalogue, backend=backend)
+    searcher = _open_searcher(catalogue, backend, align)
     qs = read_queries(queries, id_column)
     images = load_query_images(qs, form)
-    runs = {"embedding": evaluate(searcher, qs, images, verify=False, keep_crops=keep_crops, progress=progress)}
+    runs = {"embedding": evaluate(searcher, qs, images, verify=False, candidates=candidates, keep_crops=keep_crops,
+                                  progress=progress)}
     if verify:
         runs["verified"] = evaluate(searcher, qs, images, verify=True, candidates=candidates, keep_crops=keep_crops,
                                     progress=progress)
@@ -202,7 +222,8 @@ def eval_cmd(
     id_column: str = typer.Option("id", "--id-column"),
     top_k: int = typer.Option(10, "--top-k", help="Matches listed per query in the report."),
     verify: bool = typer.Option(False, "--verify", help="Also score with local-feature verification."),
-    candidates: int = typer.Option(20, "--candidates"),
+    candidates: int = CandidatesOpt,
+    align: bool = AlignOpt,
     form: str = typer.Option("photo", "--form", help="photo, or catalogue-like (grey, rotated, 128 px)."),
     report: Optional[Path] = typer.Option(None, "--out", help="Write plots, CSV and an HTML page here."),
     target_fpr: float = typer.Option(0.01, "--target-fpr"),
@@ -213,10 +234,11 @@ def eval_cmd(
     from coinmatch.evaluation.report import write_report
 
     searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, form, backend,
-                               keep_crops=report is not None, progress=not as_json)
+                               keep_crops=report is not None, progress=not as_json, align=align)
     final = runs["verified" if verify else "embedding"]
     summary = final.summary(target_fpr)
     summary["form"] = form
+    summary["scoring"] = searcher.scoring
     if verify:
         summary["without_verification"] = {k: v for k, v in runs["embedding"].summary(target_fpr).items()
                                             if k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
@@ -244,7 +266,8 @@ def calibrate(
     id_column: str = typer.Option("id", "--id-column"),
     target_fpr: float = typer.Option(0.01, "--target-fpr", min=0.0, max=1.0),
     verify: bool = typer.Option(False, "--verify", help="Calibrate the verified score as well."),
-    candidates: int = typer.Option(20, "--candidates"),
+    candidates: int = CandidatesOpt,
+    align: bool = AlignOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -252,15 +275,16 @@ def calibrate(
     from coinmatch.evaluation.calibrate import store_calibration
 
     searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, "photo", backend, False,
-                               progress=not as_json)
+                               progress=not as_json, align=align)
     final = runs["verified" if verify else "embedding"]
     calibration = store_calibration(searcher, final, target_fpr, embedding_ev=runs["embedding"])
     searcher.close()
     if as_json:
         _emit_json(calibration)
     else:
-        out.print(f"stored threshold {calibration['threshold']:.4f} ({calibration['mode']}) for a false-positive "
-                  f"rate of {target_fpr:.2%} from {calibration['queries']} queries; ROC AUC {calibration['roc_auc']:.3f}")
+        out.print(f"stored threshold {calibration['threshold']:.4f} ({calibration['mode']}, {calibration['scoring']} "
+                  f"score) for a false-positive rate of {target_fpr:.2%} from {calibration['queries']} queries; "
+                  f"ROC AUC {calibration['roc_auc']:.3f}")
 
 
 @app.command()

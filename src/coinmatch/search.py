@@ -1,4 +1,14 @@
-"""Query -> candidates -> (verified) ranked results, with a decision when the catalogue is calibrated."""
+"""Query -> candidates -> (aligned) -> (verified) ranked results, with a decision when the catalogue is calibrated.
+
+Three stages, each over the previous one's shortlist:
+
+1. the pooled vector's cosine, through the catalogue's faiss index;
+2. with a model of several angles and a catalogue that stores their vectors, the top ``candidates`` are scored
+   again by the mean of that cosine and the *aligned* cosine: the query's angle vectors against the entry's,
+   at the best cyclic shift (each coin compared turned to its best relative orientation, so where its features
+   lie counts, which the pooled vector forgets);
+3. with ``verify``, local-feature geometry (:mod:`coinmatch.verify`).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +25,20 @@ from coinmatch.prepare import PreparedCoin, prepare_photo
 from coinmatch.quality import quality_warnings
 
 
+def cyclic_similarity(queries: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    """Q x C from angle vectors (Q x A x d against C x A x d, unit rows): the best, over the A cyclic shifts of
+    the angles, of the mean cosine of the angles; each coin compared turned to its best orientation."""
+    angles = queries.shape[1]
+    best = np.full((len(queries), len(entries)), -np.inf)
+    for k in range(angles):
+        best = np.maximum(best, np.einsum("qjd,cjd->qc", np.roll(queries, -k, axis=1), entries) / angles)
+    return best
+
+
 @dataclass
 class Match:
     id: str
-    score: float  # cosine similarity of the embeddings (best face)
+    score: float  # the embedding's, best first: the cosine (best face), or with angle vectors (cosine + aligned) / 2
     image: str  # the catalogue image that matched, as written in its manifest
     metadata: dict
     row: int = field(repr=False, default=-1)
@@ -26,9 +46,14 @@ class Match:
     thumb: str | None = None
     inliers: int | None = None  # verification evidence, when verified
     verified_score: float | None = None
+    cosine: float | None = None  # with angle vectors: the pooled vectors' cosine ...
+    aligned: float | None = None  # ... and the angle vectors' at the best orientation
 
     def to_json(self) -> dict:
         out = {"id": self.id, "score": round(float(self.score), 6), "image": self.image, "metadata": self.metadata}
+        if self.aligned is not None:
+            out["cosine"] = round(float(self.cosine), 6)
+            out["aligned"] = round(float(self.aligned), 6)
         if self.side:
             out["side"] = self.side
         if self.inliers is not None:
@@ -66,9 +91,13 @@ def group_by_entry(scores: np.ndarray, rows: np.ndarray, row_entry: list[str]) -
 
 
 class Searcher:
-    """A catalogue opened for queries, with the embedder of the model that built it."""
+    """A catalogue opened for queries, with the embedder of the model that built it.
 
-    def __init__(self, catalogue: str | Path | Catalogue, backend: str = "onnx", embedder: Embedder | None = None):
+    ``align``: score the shortlist angle by angle too, where the model and the catalogue allow it (see the
+    module's docstring); ``aligned`` says whether they do, and ``notes`` why not when the model could."""
+
+    def __init__(self, catalogue: str | Path | Catalogue, backend: str = "onnx", embedder: Embedder | None = None,
+                 align: bool = True):
         self.catalogue = catalogue if isinstance(catalogue, Catalogue) else Catalogue.open(catalogue)
         if embedder is None:
             cat = self.catalogue
@@ -78,6 +107,27 @@ class Searcher:
         self.embedder = embedder
         self.row_entry = self.catalogue.row_entries()
         self.calibration: dict = json.loads(self.catalogue.meta("calibration", "null") or "null") or {}
+        self.notes: list[str] = []
+        self.aligned = bool(align and embedder.angles and self.catalogue.has_angles())
+        if align and embedder.angles and not self.aligned and len(self.catalogue):
+            self.notes.append(f"{self.catalogue.root}: no angle vectors stored (a catalogue built before they were "
+                              f"kept), so candidates are ranked by the pooled cosine alone; rebuild the catalogue "
+                              f"to compare coins angle by angle")
+        if self.calibration and not self.calibration_applies:
+            self.notes.append(f"{self.catalogue.root}: calibrated on the {self.calibration.get('scoring', 'cosine')} "
+                              f"score but searched by the {self.scoring} score, so no decision is given; run "
+                              f"calibrate again")
+
+    @property
+    def scoring(self) -> str:
+        """The embedding's score: "aligned" ((cosine + aligned) / 2 on the shortlist) or "cosine"."""
+        return "aligned" if self.aligned else "cosine"
+
+    @property
+    def calibration_applies(self) -> bool:
+        """Whether the stored thresholds were set on the score this searcher gives (calibrations made before
+        angle vectors were kept are on the cosine)."""
+        return self.calibration.get("scoring", "cosine") == self.scoring
 
     def close(self) -> None:
         self.catalogue.close()
@@ -87,6 +137,24 @@ class Searcher:
         faces = max(1, len(self.catalogue) // max(1, self.catalogue.n_entries()))
         scores, rows = self.catalogue.search(vectors, top_k * faces + 4)
         return [group_by_entry(s, r, self.row_entry)[:top_k] for s, r in zip(scores, rows)]
+
+    def embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors, and angle vectors when this searcher aligns (else None)."""
+        vectors, angles = self.embedder.embed_with_angles(crops)
+        return vectors, (angles if self.aligned else None)
+
+    def aligned_scores(self, angles: np.ndarray, rows: list[int]) -> np.ndarray:
+        """The aligned cosine of one query's angle vectors (A x d) against these catalogue images'."""
+        if not rows:
+            return np.zeros(0)
+        return cyclic_similarity(angles[None], self.catalogue.angle_vectors(rows))[0]
+
+    def align(self, matches: list[Match], angles: np.ndarray) -> list[Match]:
+        """Candidates scored by (cosine + aligned cosine) / 2, best first."""
+        for m, a in zip(matches, self.aligned_scores(angles, [m.row for m in matches])):
+            m.cosine, m.aligned = m.score, float(a)
+            m.score = (m.cosine + m.aligned) / 2
+        return sorted(matches, key=lambda m: -m.score)
 
     def matches_for(self, ranked: list[tuple[str, float, int]]) -> list[Match]:
         """Records for ranked (entry id, score, row) triples."""
@@ -98,12 +166,14 @@ class Searcher:
                         candidates: int = 20) -> list[QueryResult]:
         if not prepared:
             return []
-        vectors = self.embedder.embed([p.crop for p in prepared])
-        depth = max(top_k, candidates) if verify else top_k
+        vectors, angles = self.embed([p.crop for p in prepared])
+        depth = max(top_k, candidates) if verify or self.aligned else top_k
         out = []
-        for p, ranked in zip(prepared, self.candidates(vectors, depth)):
+        for i, (p, ranked) in enumerate(zip(prepared, self.candidates(vectors, depth))):
             warnings = p.notes + quality_warnings(p.crop, 2 * p.location.circle.r)
             matches = self.matches_for(ranked)
+            if angles is not None:
+                matches = self.align(matches, angles[i])
             if verify:
                 matches = self.verify(p, matches)
             result = QueryResult(p.source, matches[:top_k], warnings)
@@ -116,14 +186,15 @@ class Searcher:
         """One coin given by both faces ({"obverse": ..., "reverse": ...}): one ranking per catalogue coin.
 
         Each query face is compared with the entry's face of the same side (or, where the entry's
-        sides are unknown, with its best face); the coin's score is the mean over the query's faces.
-        With one face it is the ordinary search.
+        sides are unknown, with its best face by cosine); the coin's score is the mean over the query's
+        faces, each face's score as in the ordinary search (aligned where it is). With one face it is the
+        ordinary search.
         """
         faces = {side: p for side, p in faces.items() if p is not None}
         if len(faces) == 1:
             return self.search_prepared(list(faces.values()), top_k, verify, candidates)[0]
         sides = list(faces)
-        vectors = self.embedder.embed([faces[s].crop for s in sides])
+        vectors, angles = self.embed([faces[s].crop for s in sides])
         depth = 2 * max(top_k, candidates)
         pool = {eid for ranked in self.candidates(vectors, depth) for eid, _, _ in ranked}
         scored = []
@@ -131,11 +202,14 @@ class Searcher:
             rows = self.catalogue.entry_rows(eid)
             vecs = self.catalogue.vectors([r for r, _ in rows])
             per_face = []
-            for side, vec in zip(sides, vectors):
+            for k, (side, vec) in enumerate(zip(sides, vectors)):
                 same = [i for i, (_, s) in enumerate(rows) if s == side]
                 options = same or [i for i, (_, s) in enumerate(rows) if s is None] or list(range(len(rows)))
                 best = max(options, key=lambda i: float(vecs[i] @ vec))
-                per_face.append((side, float(vecs[best] @ vec), rows[best][0]))
+                score = float(vecs[best] @ vec)
+                if angles is not None:
+                    score = (score + float(self.aligned_scores(angles[k], [rows[best][0]])[0])) / 2
+                per_face.append((side, score, rows[best][0]))
             scored.append((eid, float(np.mean([sc for _, sc, _ in per_face])), per_face))
         scored.sort(key=lambda t: -t[1])
         scored = scored[:depth if verify else top_k]
@@ -179,7 +253,7 @@ class Searcher:
 
     def decide(self, result: QueryResult) -> str | None:
         """match / no_match by the threshold calibrated for the way the query was scored, if any."""
-        if not self.calibration:
+        if not self.calibration or not self.calibration_applies:
             return None
         if not result.results:
             return "no_match"

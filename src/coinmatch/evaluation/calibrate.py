@@ -25,6 +25,7 @@ def store_calibration(searcher: Searcher, ev: Evaluation, target_fpr: float, emb
         calibration["verified_threshold"] = summary["threshold"]
     calibration.update({
         "mode": "verified" if ev.verified else "embedding",
+        "scoring": searcher.scoring,  # the embedding's score the thresholds were set on
         "threshold": summary["threshold"],
         "target_fpr": target_fpr,
         "queries": summary["queries"],

@@ -75,7 +75,10 @@ def _true_score(searcher: Searcher, vector: np.ndarray, true_id: str) -> tuple[f
 
 def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray], verify: bool = False,
              candidates: int = 20, keep_crops: bool = False, progress: bool = False) -> Evaluation:
-    """Score every query; with ``verify`` the ranking and both open-set scores use the verified score."""
+    """Score every query as search would. The top ``candidates`` are scored again where the searcher aligns
+    and, with ``verify``, verified; the ranking and both open-set scores then use the last stage's score (the
+    true coin's too, computed the same way when it is not among them), and the best other coin is taken
+    from among them, the entries that search would show first."""
     from tqdm import tqdm
 
     n_entries = searcher.catalogue.n_entries()
@@ -83,10 +86,19 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
     outcomes = []
     for q, rgb in tqdm(list(zip(queries, images)), desc="evaluating", disable=not progress):
         prepared = prepare_array(rgb, q.name)
-        vec = searcher.embedder.embed([prepared.crop])[0]
+        vectors, angles = searcher.embed([prepared.crop])
+        vec = vectors[0]
         ranked = searcher.candidates(vec[None], SEARCH_DEPTH)[0]
         matches = searcher.matches_for(ranked)
         true_score, true_row = _true_score(searcher, vec, q.true_id)
+        if angles is not None:
+            head = searcher.align(matches[:candidates], angles[0])
+            matches = head + matches[candidates:]
+            in_head = [m for m in head if m.id == q.true_id]
+            if in_head:
+                true_score = in_head[0].score
+            elif true_row is not None:  # scored as search would score it, were it shortlisted
+                true_score = (true_score + float(searcher.aligned_scores(angles[0], [true_row])[0])) / 2
         if verify:
             query_f = verification.extract(prepared.crop)
             head = searcher.verify(prepared, matches[:candidates], query_f)
@@ -102,7 +114,8 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
             key = [m.score for m in matches]
         ids = [m.id for m in matches]
         rank = ids.index(q.true_id) + 1 if q.true_id in ids else 0
-        others = [k for m, k in zip(matches, key) if m.id != q.true_id]
+        shown = candidates if verify or angles is not None else len(matches)  # scored by the last stage
+        others = [k for m, k in zip(matches[:shown], key) if m.id != q.true_id]
         negative = max(others) if others else float("-inf")
         warnings = prepared.notes + quality_warnings(prepared.crop, 2 * prepared.location.circle.r)
         outcomes.append(QueryOutcome(q, rank, matches[:10], true_score, negative, warnings,

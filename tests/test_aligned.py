@@ -1,0 +1,172 @@
+"""Matching angle by angle: a model of several angles gives a vector per angle, a catalogue built with it stores
+them, and search scores its shortlist by (cosine + aligned cosine) / 2. Real demo photos throughout."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from coinmatch.catalog.build import add_to_catalogue, build_catalogue
+from coinmatch.catalog.store import DB_NAME, Catalogue
+from coinmatch.evaluation.calibrate import store_calibration
+from coinmatch.evaluation.protocol import load_query_images, read_queries
+from coinmatch.evaluation.run import evaluate
+from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
+from coinmatch.models.runtime import Embedder, to_batch
+from coinmatch.prepare import prepare_photo
+from coinmatch.search import Searcher, cyclic_similarity
+from coinmatch.verify import extract_features_blob
+
+from conftest import demo_rows, write_manifest
+
+BIN = str(Path(sys.executable).with_name("coinmatch"))
+CONFIG = ModelConfig(image_size=96, grey=True, rotations=4, trained=True)
+
+
+@pytest.fixture(scope="module")
+def four_angle_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "four-angles.cm"
+    save_model(build_network(CONFIG).eval(), CONFIG, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def aligned_catalogue(tmp_path_factory, four_angle_model, demo_dir) -> Path:
+    """The 60 demo catalogue photos, built with the four-angle model (local features too)."""
+    root = tmp_path_factory.mktemp("cat") / "aligned"
+    build_catalogue(root, demo_dir / "catalogue.csv", model=str(four_angle_model), progress=False,
+                    features=extract_features_blob)
+    return root
+
+
+def test_angle_vectors_turn_with_the_coin(pair_paths):
+    crop = cv2.resize(prepare_photo(pair_paths[0][1]).crop, (96, 96), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(to_batch([crop, np.rot90(crop).copy()], 96))
+    net = build_network(CONFIG).eval()
+    with torch.no_grad():
+        pooled, angles = net.forward_with_angles(x)
+        assert torch.allclose(pooled, net(x), atol=1e-6)  # the pooled vector is the plain forward's
+    assert angles.shape == (2, 4, net.out_dim)
+    assert torch.allclose(angles.norm(dim=-1), torch.ones(2, 4), atol=1e-5)
+    # the coin turned a quarter: the same four angle vectors, shifted by one place (one way or the other)
+    a, b = angles[0].numpy(), angles[1].numpy()
+    shifts = [float(np.abs(np.roll(a, k, axis=0) - b).max()) for k in range(4)]
+    assert min(shifts[1], shifts[3]) < 1e-3 < shifts[0]
+    assert cyclic_similarity(a[None], b[None])[0, 0] > 0.999
+
+
+def test_cyclic_similarity_is_the_best_shift_of_the_mean_angle_cosine():
+    rng = np.random.default_rng(0)
+    q, c = rng.normal(size=(3, 6, 8)), rng.normal(size=(5, 6, 8))
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    c /= np.linalg.norm(c, axis=2, keepdims=True)
+    brute = np.array([[max(np.mean([q[i, (j + k) % 6] @ c[m, j] for j in range(6)]) for k in range(6))
+                       for m in range(5)] for i in range(3)])
+    assert np.allclose(cyclic_similarity(q, c), brute)
+    assert np.allclose(cyclic_similarity(q, np.roll(q, 2, axis=1)).diagonal(), 1)
+
+
+def test_the_onnx_export_gives_both_outputs_and_leaves_the_network_as_it_was(tmp_path, four_angle_model, pair_paths):
+    model = load_model(four_angle_model)
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    onnx = Embedder(model, onnx_file=tmp_path / "angles.onnx")
+    assert onnx.backend == "onnx" and onnx.angles
+    assert not model.network.training  # the exporter must not leave it training (batch-norm statistics move)
+    assert all(torch.equal(before[k], v) for k, v in model.network.state_dict().items())
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:3]]
+    vectors, angles = onnx.embed_with_angles(crops)
+    t_vectors, t_angles = Embedder(load_model(four_angle_model), backend="torch").embed_with_angles(crops)
+    assert angles.shape == (3, 4, vectors.shape[1])
+    assert np.abs(vectors - t_vectors).max() < 1e-4 and np.abs(angles - t_angles).max() < 1e-4
+    assert np.array_equal(onnx.embed(crops), vectors)
+
+
+def test_a_catalogue_of_a_several_angle_model_is_searched_angle_by_angle(aligned_catalogue, demo_dir):
+    with Catalogue.open(aligned_catalogue) as cat:
+        info = cat.info()
+        assert info["angle_vectors"] == info["images"] == 60
+        stored = cat.angle_vectors([0, 5])
+    assert stored.shape == (2, 4, info["dim"]) and np.allclose(np.linalg.norm(stored, axis=2), 1, atol=2e-3)
+    aligned, pooled = Searcher(aligned_catalogue), Searcher(aligned_catalogue, align=False)
+    assert (aligned.aligned, aligned.scoring, aligned.notes) == (True, "aligned", [])
+    assert (pooled.aligned, pooled.scoring) == (False, "cosine")
+    queries = [demo_dir / q["image"] for q in demo_rows("queries.csv")[:6]]
+    for a, p in zip(aligned.search(queries, top_k=3, candidates=20), pooled.search(queries, top_k=20)):
+        scores = [m.score for m in a.results]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 3
+        for m in a.results:
+            assert m.score == pytest.approx((m.cosine + m.aligned) / 2)
+            assert m.cosine == pytest.approx(next(x.score for x in p.results if x.id == m.id), abs=1e-5)
+            assert m.aligned < m.cosine + 1e-6  # one angle against one angle is never smoother than the pool
+        assert {m.id for m in a.results} <= {m.id for m in p.results}  # a re-ranking of the pooled shortlist
+        assert all(m.aligned is None for m in p.results)
+    aligned.close(), pooled.close()
+
+
+def test_search_json_reports_both_scores_and_no_align_the_cosine(aligned_catalogue, demo_dir):
+    photo = demo_dir / demo_rows("queries.csv")[0]["image"]
+    runs = [subprocess.run([BIN, "search", str(aligned_catalogue), str(photo), "--json", *flag], capture_output=True,
+                           text=True, timeout=300) for flag in ([], ["--no-align"])]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    with_angles, without = (json.loads(r.stdout)["results"] for r in runs)
+    assert all(set(m) >= {"score", "cosine", "aligned"} for m in with_angles)
+    assert all(m["score"] == pytest.approx((m["cosine"] + m["aligned"]) / 2, abs=2e-6) for m in with_angles)
+    assert all("aligned" not in m for m in without)
+    assert {m["id"]: m["score"] for m in without}.get(with_angles[0]["id"], with_angles[0]["cosine"]) == \
+        pytest.approx(with_angles[0]["cosine"], abs=2e-6)
+
+
+def test_a_catalogue_made_before_angle_vectors_falls_back_says_so_and_stays_consistent(
+        tmp_path, aligned_catalogue, demo_dir):
+    old = tmp_path / "old"
+    shutil.copytree(aligned_catalogue, old)
+    with sqlite3.connect(old / DB_NAME) as db:  # as a catalogue built by an earlier coinmatch
+        db.execute("DROP TABLE angles")
+    searcher = Searcher(old)
+    assert not searcher.aligned and "rebuild the catalogue" in searcher.notes[0]
+    [res] = searcher.search([demo_dir / demo_rows("queries.csv")[0]["image"]], top_k=2)
+    assert res.results[0].aligned is None
+    searcher.close()
+    # new entries added to it get no angle vectors either: the catalogue is scored one way throughout
+    rows = demo_rows("queries.csv")[:2]
+    extra = write_manifest(tmp_path / "extra.csv", [{"image": str(demo_dir / r["image"]), "id": f"new-{i}"}
+                                                    for i, r in enumerate(rows)])
+    info = add_to_catalogue(old, extra, progress=False)
+    assert (info["added"], info["angle_vectors"]) == (2, 0)
+    # while one built with them keeps them for what is added
+    fresh = tmp_path / "fresh"
+    shutil.copytree(aligned_catalogue, fresh)
+    assert add_to_catalogue(fresh, extra, progress=False)["angle_vectors"] == 62
+    with Catalogue.open(fresh) as cat:
+        assert cat.has_angles()
+
+
+def test_evaluation_and_calibration_use_the_aligned_score(tmp_path, aligned_catalogue, demo_dir):
+    root = tmp_path / "cat"
+    shutil.copytree(aligned_catalogue, root)
+    searcher = Searcher(root)
+    queries = read_queries(demo_dir / "queries.csv", "coin_id")[:8]
+    images = load_query_images(queries, "photo")
+    ev = evaluate(searcher, queries, images, candidates=20)
+    for o in ev.outcomes:  # the true coin's score is the one search gives it
+        if 1 <= o.rank <= 10:
+            assert o.positive == pytest.approx(o.top[o.rank - 1].score)
+            assert o.top[o.rank - 1].aligned is not None
+    calibration = store_calibration(searcher, ev, 0.05)
+    assert calibration["scoring"] == "aligned"
+    [res] = searcher.search([demo_dir / demo_rows("queries.csv")[0]["image"]])
+    assert res.decision in ("match", "no_match")
+    searcher.close()
+    # searched by the cosine alone, the stored threshold does not apply: no decision, and a note says why
+    pooled = Searcher(root, align=False)
+    assert any("calibrate again" in n for n in pooled.notes)
+    [res] = pooled.search([demo_dir / demo_rows("queries.csv")[0]["image"]])
+    assert res.decision is None
+    pooled.close()
