@@ -91,20 +91,27 @@ def baseline_rows(cat_csv, queries, images_by_form) -> list[dict]:
 
 def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
                    depths: tuple[int, ...] = (20,)) -> list[dict]:
-    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth."""
+    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth. A
+    model of several angles is scored twice: as search does by default (its top 20, or the verified top ``depth``,
+    scored angle by angle too) and by the pooled cosine alone (``--no-align``)."""
     root = WORK / f"catalogue-{label.replace(' ', '_').replace('/', '_')}"
     build_catalogue(root, cat_csv, model=model, features=extract_features_blob if verify else None, progress=False)
-    searcher = Searcher(root)
+    searchers = [Searcher(root)]
+    if searchers[0].aligned:
+        searchers.append(Searcher(root, align=False))
     rows = []
-    for form, images in images_by_form.items():
-        for depth in (None,) + (tuple(depths) if verify else ()):
-            ev = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20)
-            s = ev.summary()
-            rows.append({"method": label + (f" + verification (top {depth})" if depth else ""), "form": form,
-                         **{k: s[k] for k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
-                                              "ms_per_query")},
-                         "misses": {o.query.true_id: o.rank for o in ev.outcomes if o.rank != 1}})
-    searcher.close()
+    for searcher in searchers:
+        name = label + {"aligned": ", aligned", "cosine": ", pooled cosine only" if len(searchers) > 1 else ""}[
+            searcher.scoring]
+        for form, images in images_by_form.items():
+            for depth in (None,) + (tuple(depths) if verify else ()):
+                ev = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20)
+                s = ev.summary()
+                rows.append({"method": name + (f" + verification (top {depth})" if depth else ""), "form": form,
+                             **{k: s[k] for k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
+                                                  "ms_per_query")},
+                             "misses": {o.query.true_id: o.rank for o in ev.outcomes if o.rank != 1}})
+        searcher.close()
     return rows
 
 
