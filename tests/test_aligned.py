@@ -170,3 +170,24 @@ def test_evaluation_and_calibration_use_the_aligned_score(tmp_path, aligned_cata
     [res] = pooled.search([demo_dir / demo_rows("queries.csv")[0]["image"]])
     assert res.decision is None
     pooled.close()
+
+
+def test_both_faces_are_each_scored_angle_by_angle(tmp_path, four_angle_model, pair_paths):
+    """Lots of two faces (first shots of two real coins); the query gives both second shots."""
+    lots = [(pair_paths[i], pair_paths[i + 1]) for i in range(0, 8, 2)]
+    rows = [{"id": f"lot{i}", "obverse": str(o[0]), "reverse": str(r[0])} for i, (o, r) in enumerate(lots)]
+    root = tmp_path / "lots"
+    build_catalogue(root, write_manifest(tmp_path / "lots.csv", rows), model=str(four_angle_model), progress=False)
+    searcher = Searcher(root)
+    assert searcher.aligned
+    faces = {"obverse": prepare_photo(lots[0][0][1]), "reverse": prepare_photo(lots[0][1][1])}
+    result = searcher.search_faces(faces, top_k=4)
+    assert [m.score for m in result.results] == sorted((m.score for m in result.results), reverse=True)
+    vectors, angles = searcher.embed([faces["obverse"].crop, faces["reverse"].crop])
+    for m in result.results:  # each face against the entry's face of its side, (cosine + aligned) / 2, then the mean
+        row = {side: r for r, side in searcher.catalogue.entry_rows(m.id)}
+        per_face = [(float(searcher.catalogue.vectors([row[s]])[0] @ vectors[k])
+                     + float(searcher.aligned_scores(angles[k], [row[s]])[0])) / 2
+                    for k, s in enumerate(("obverse", "reverse"))]
+        assert m.score == pytest.approx(np.mean(per_face), abs=1e-5)
+    searcher.close()
