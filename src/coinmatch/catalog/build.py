@@ -59,7 +59,7 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
                                 p.location.found, (c.x, c.y, c.r),
                                 p.notes + quality_warnings(p.crop, 2 * c.r),
                                 features(p.crop) if features else None,
-                                None if angles is None else angles[i]))
+                                None if angles is None else angles[i].astype(np.float16)))
         bar.update(len(chunk))
     bar.close()
     return kept_entries, out, skipped
