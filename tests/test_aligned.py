@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from coinmatch.catalog.build import add_to_catalogue, build_catalogue
-from coinmatch.catalog.store import DB_NAME, Catalogue
+from coinmatch.catalog.store import DB_NAME, Catalogue, CatalogueError
 from coinmatch.evaluation.calibrate import store_calibration
 from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
@@ -190,4 +190,24 @@ def test_both_faces_are_each_scored_angle_by_angle(tmp_path, four_angle_model, p
                      + float(searcher.aligned_scores(angles[k], [row[s]])[0])) / 2
                     for k, s in enumerate(("obverse", "reverse"))]
         assert m.score == pytest.approx(np.mean(per_face), abs=1e-5)
+    searcher.close()
+
+
+THREE_ANGLES = np.zeros((3, 1280), np.float16).tobytes()  # 3 of Lite0's 1280-d vectors where the model gives 4
+
+
+@pytest.mark.parametrize("rows, blob, message", [
+    ("row = 3", b"\x00" * 7, "the angle vectors of image row 3 are damaged"),  # cut short
+    ("row = 3", THREE_ANGLES, "row 3 holds 3 angle vectors and row"),  # one image unlike the others
+    ("1 = 1", THREE_ANGLES, "images hold 3 angle vectors each, the model gives 4"),  # every image unlike the model
+])
+def test_damaged_angle_vectors_give_one_clear_error(tmp_path, aligned_catalogue, demo_dir, rows, blob, message):
+    root = tmp_path / "cat"
+    shutil.copytree(aligned_catalogue, root)
+    with sqlite3.connect(root / DB_NAME) as db:
+        db.execute(f"UPDATE angles SET vectors=? WHERE {rows}", (blob,))
+    searcher = Searcher(root)
+    with pytest.raises(CatalogueError, match=message) as exc:
+        searcher.search([demo_dir / demo_rows("catalogue.csv")[3]["image"]], top_k=3)  # row 3 is shortlisted first
+    assert str(root) in str(exc.value)
     searcher.close()

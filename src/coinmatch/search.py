@@ -147,7 +147,11 @@ class Searcher:
         """The aligned cosine of one query's angle vectors (A x d) against these catalogue images'."""
         if not rows:
             return np.zeros(0)
-        return cyclic_similarity(angles[None], self.catalogue.angle_vectors(rows))[0]
+        stored = self.catalogue.angle_vectors(rows)
+        if stored.shape[1] != len(angles):
+            raise CatalogueError(f"{self.catalogue.root}: images hold {stored.shape[1]} angle vectors each, the model "
+                                 f"gives {len(angles)}: the catalogue is inconsistent; rebuild it")
+        return cyclic_similarity(angles[None], stored)[0]
 
     def align(self, matches: list[Match], angles: np.ndarray) -> list[Match]:
         """Candidates scored by (cosine + aligned cosine) / 2, best first."""

@@ -262,10 +262,18 @@ class Catalogue:
             chunk = rows[start:start + 900]
             q = f"SELECT row, vectors FROM angles WHERE row IN ({','.join('?' * len(chunk))})"
             for row, blob in self.db.execute(q, chunk):
+                if not isinstance(blob, bytes) or not blob or len(blob) % (2 * dim):
+                    raise CatalogueError(f"{self.root}: the angle vectors of image row {row} are damaged "
+                                         f"({len(blob) if isinstance(blob, bytes) else 0} bytes, not a whole number "
+                                         f"of {dim}-d float16 vectors); rebuild the catalogue")
                 found[row] = np.frombuffer(blob, np.float16).reshape(-1, dim)
         missing = [r for r in rows if r not in found]
         if missing:
             raise CatalogueError(f"{self.root}: image row {missing[0]} has no angle vectors; rebuild the catalogue")
+        odd = [r for r in rows if len(found[r]) != len(found[rows[0]])]
+        if odd:
+            raise CatalogueError(f"{self.root}: image row {rows[0]} holds {len(found[rows[0]])} angle vectors and row "
+                                 f"{odd[0]} {len(found[odd[0]])}: the catalogue is inconsistent; rebuild it")
         return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 1, dim), np.float32)
 
     # -- writing ---------------------------------------------------------------------------------
