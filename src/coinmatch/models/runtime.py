@@ -164,35 +164,42 @@ class Embedder:
         """Whether this model gives angle vectors (:meth:`embed_with_angles`)."""
         return has_angles(self.rotations)
 
-    def embed_batch(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Vectors (N x dim) and angle vectors (N x rotations x dim; None for a model of one angle)."""
+    def embed_batch(self, crops: list[np.ndarray], angles: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors (N x dim) and, when asked of a model of several angles, angle vectors (N x rotations x dim;
+        else None: they are not computed)."""
         batch = to_batch(crops, self.size)
+        angles = angles and self.angles
         if self._session is not None:
-            out = self._session.run(None, {"pixels": batch})
-            return out[0], (out[1] if self.angles else None)
+            out = self._session.run(["embedding", "angles"] if angles else ["embedding"], {"pixels": batch})
+            return out[0], (out[1] if angles else None)
         import torch
 
         with torch.no_grad():
             x = torch.from_numpy(batch).to(self.device)
-            if not self.angles:
+            if not angles:
                 return self.model.network(x).float().cpu().numpy(), None
-            vectors, angles = self.model.network.forward_with_angles(x)
-            return vectors.float().cpu().numpy(), angles.float().cpu().numpy()
+            vectors, per_angle = self.model.network.forward_with_angles(x)
+            return vectors.float().cpu().numpy(), per_angle.float().cpu().numpy()
 
-    def embed_with_angles(self, crops: list[np.ndarray], progress: bool = False
-                          ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Vectors and, for a model of several angles, angle vectors, from one pass in batches."""
+    def _embed(self, crops: list[np.ndarray], progress: bool, angles: bool) -> tuple[np.ndarray, np.ndarray | None]:
         from tqdm import tqdm
 
         out = np.zeros((len(crops), self.dim), np.float32)
-        angles = np.zeros((len(crops), self.rotations, self.dim), np.float32) if self.angles else None
+        angles = angles and self.angles
+        per_angle = np.zeros((len(crops), self.rotations, self.dim), np.float32) if angles else None
         starts = range(0, len(crops), self.batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress or len(starts) < 2):
             stop = start + self.batch_size
-            out[start:stop], a = self.embed_batch(crops[start:stop])
-            if angles is not None:
-                angles[start:stop] = a
-        return out, angles
+            out[start:stop], a = self.embed_batch(crops[start:stop], angles)
+            if angles:
+                per_angle[start:stop] = a
+        return out, per_angle
+
+    def embed_with_angles(self, crops: list[np.ndarray], progress: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors and, for a model of several angles, angle vectors (else None), from one pass in batches."""
+        return self._embed(crops, progress, angles=True)
 
     def embed(self, crops: list[np.ndarray], progress: bool = False) -> np.ndarray:
-        return self.embed_with_angles(crops, progress)[0]
+        """Vectors only (the angle vectors are neither computed by torch nor kept)."""
+        return self._embed(crops, progress, angles=False)[0]
