@@ -49,15 +49,18 @@ def pairs_manifests() -> tuple[Path, Path]:
     return cat, queries
 
 
-def euro_crops() -> tuple[np.ndarray, list[np.ndarray], list]:
-    """The real-pairs catalogue as coin crops: (entry ids, crops, the query list of evaluation.protocol)."""
+def euro_crops(crop=None) -> tuple[np.ndarray, list[np.ndarray], list]:
+    """The real-pairs catalogue as coin crops: (entry ids, crops, the query list of evaluation.protocol).
+    ``crop``: RGB photo -> coin crop (default: search's, the coin found and cropped with its background)."""
     from coinmatch.evaluation.protocol import read_queries
-    from coinmatch.prepare import prepare_photo
+    from coinmatch.images import load_rgb
+    from coinmatch.prepare import prepare_array
 
+    crop = crop or (lambda rgb: prepare_array(rgb).crop)
     cat_csv, q_csv = pairs_manifests()
     with open(cat_csv, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    crops = [prepare_photo(r["image"]).crop for r in rows]
+    crops = [crop(load_rgb(r["image"])) for r in rows]
     return np.array([r["id"] for r in rows]), crops, read_queries(q_csv, "coin_id")
 
 

@@ -53,9 +53,10 @@ def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
     return cat, queries, np.array([cat.index(a) for a, _ in disjoint])
 
 
-def real_test() -> tuple[int, list[np.ndarray], dict[str, list[np.ndarray]], np.ndarray]:
+def real_test(crop=None) -> tuple[int, list[np.ndarray], dict[str, list[np.ndarray]], np.ndarray]:
     """The test as scored here: the pairs mined among the singles (how many), the catalogue's coin crops, the query
-    photos as photographed and catalogue-like (seed 0), and for each query its coin's catalogue index."""
+    photos as photographed and catalogue-like (seed 0), and for each query its coin's catalogue index.
+    ``crop``: RGB photo -> coin crop for the catalogue (default: search's)."""
     WORK.mkdir(parents=True, exist_ok=True)
     pairs_csv = WORK / "singles-pairs.csv"
     mined = mine_manifest(EURO / "singles.csv", pairs_csv, "denomination", progress=False)
@@ -63,7 +64,8 @@ def real_test() -> tuple[int, list[np.ndarray], dict[str, list[np.ndarray]], np.
     rng = np.random.default_rng(0)
     photos = [load_rgb(q) for q in queries]
     forms = {"photo": photos, "catalogue-like": [catalogue_like(im, rng) for im in photos]}
-    return len(mined.pairs), [prepare_array(load_rgb(p), p).crop for p in cat], forms, truth
+    crop = crop or (lambda rgb: prepare_array(rgb).crop)
+    return len(mined.pairs), [crop(load_rgb(p)) for p in cat], forms, truth
 
 
 def main() -> None:
