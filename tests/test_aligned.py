@@ -211,3 +211,18 @@ def test_damaged_angle_vectors_give_one_clear_error(tmp_path, aligned_catalogue,
         searcher.search([demo_dir / demo_rows("catalogue.csv")[3]["image"]], top_k=3)  # row 3 is shortlisted first
     assert str(root) in str(exc.value)
     searcher.close()
+
+
+def test_compare_with_a_several_angle_model_scores_as_search_does(tmp_path, four_angle_model, pair_paths):
+    from coinmatch.verify import combined_score
+
+    cat, query, _ = pair_paths[0]  # one real coin photographed twice
+    proc = subprocess.run([BIN, "compare", str(cat), str(query), "--model", str(four_angle_model), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert -1 <= result["aligned"] <= result["cosine"] + 1e-6 and result["inliers"] > 0
+    assert result["score"] == pytest.approx(combined_score((result["cosine"] + result["aligned"]) / 2,
+                                                           result["inliers"]))
+    plain = subprocess.run([BIN, "compare", str(cat), str(query), "--json"], capture_output=True, text=True, timeout=300)
+    assert "aligned" not in json.loads(plain.stdout)  # the default model pools no angles

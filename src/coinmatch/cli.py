@@ -292,18 +292,22 @@ def compare(
     photo_a: Path = typer.Argument(...),
     photo_b: Path = typer.Argument(...),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Draw the two coins and their inlier matches."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model file (.cm) for the embedding's score."),
+    backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Are two photos the same coin? Local-feature matching under a geometric transform."""
     from coinmatch.compare import compare_photos
+    from coinmatch.models.runtime import Embedder
 
-    result = compare_photos(photo_a, photo_b, out_path)
+    result = compare_photos(photo_a, photo_b, out_path, embedder=Embedder(model, backend=backend))
     if as_json:
         _emit_json(result)
     else:
+        aligned = f", aligned {result['aligned']:.3f}" if "aligned" in result else ""
         out.print(f"inliers: {result['inliers']} (tentative matches {result['matches']}), "
-                  f"rotation {result['rotation']}, scale {result['scale']}, cosine {result['cosine']:.3f}, "
-                  f"score {result['score']:.3f}")
+                  f"rotation {result['rotation']}, scale {result['scale']}, cosine {result['cosine']:.3f}"
+                  f"{aligned}, score {result['score']:.3f}")
         if out_path:
             out.print(f"wrote {escape(str(out_path))}")
 

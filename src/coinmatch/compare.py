@@ -11,6 +11,7 @@ from coinmatch import verify as verification
 from coinmatch.images import save_rgb
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_photo
+from coinmatch.search import cyclic_similarity
 
 
 def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400) -> np.ndarray:
@@ -39,14 +40,20 @@ def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verific
 
 def compare_photos(photo_a: str | Path, photo_b: str | Path, out: str | Path | None = None,
                    embedder: Embedder | None = None) -> dict:
+    """The evidence that two photos show one coin, scored as search scores a verified candidate: the embedding's
+    cosine (with a model of several angles, its mean with the aligned cosine, as search gives it), plus inliers."""
     a, b = prepare_photo(photo_a), prepare_photo(photo_b)
     v = verification.match(verification.extract(a.crop), verification.extract(b.crop), keep_pairs=True)
     embedder = embedder or Embedder()
-    va, vb = embedder.embed([a.crop, b.crop])
-    cosine = float(va @ vb)
+    vectors, angles = embedder.embed_with_angles([a.crop, b.crop])
+    cosine = float(vectors[0] @ vectors[1])
+    embedding = {"cosine": cosine}
+    if angles is not None:
+        embedding["aligned"] = float(cyclic_similarity(angles[:1], angles[1:])[0, 0])
+    score = float(np.mean(list(embedding.values())))
     if out is not None:
         save_rgb(draw_matches(a.crop, b.crop, v), out)
     return {"a": str(photo_a), "b": str(photo_b), "inliers": v.inliers, "matches": v.matches,
             "rotation": None if v.rotation is None else round(v.rotation, 1),
-            "scale": None if v.scale is None else round(v.scale, 3), "cosine": cosine,
-            "score": verification.combined_score(cosine, v.inliers), "notes": a.notes + b.notes}
+            "scale": None if v.scale is None else round(v.scale, 3), **embedding,
+            "score": verification.combined_score(score, v.inliers), "notes": a.notes + b.notes}
