@@ -125,7 +125,7 @@ def unit(a: np.ndarray) -> np.ndarray:
 
 def cyclic_scores(q: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Q x C from per-angle vectors (Q x A x d against C x A x d, unit rows): search's aligned cosine."""
-    from coinmatch.search import cyclic_similarity
+    from coinmatch.align import cyclic_similarity
 
     return cyclic_similarity(q, c)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from common import format_table, save_results
 from coinmatch.catalog.store import ANGLES_TABLE, DB_NAME, HNSW_EF_SEARCH, SCHEMA, Catalogue
-from coinmatch.search import cyclic_similarity
+from coinmatch.align import cyclic_similarity
 
 SHORTLIST = 20  # search's default --candidates
 

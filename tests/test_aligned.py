@@ -21,7 +21,8 @@ from coinmatch.evaluation.run import evaluate
 from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
 from coinmatch.models.runtime import Embedder, to_batch
 from coinmatch.prepare import prepare_photo
-from coinmatch.search import Searcher, cyclic_similarity
+from coinmatch.align import cyclic_similarity
+from coinmatch.search import Searcher
 from coinmatch.verify import extract_features_blob
 
 from conftest import demo_rows, write_manifest

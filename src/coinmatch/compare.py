@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from coinmatch import verify as verification
+from coinmatch.align import aligned_score, cyclic_similarity
 from coinmatch.images import save_rgb
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_photo
-from coinmatch.search import cyclic_similarity
 
 
 def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400) -> np.ndarray:
@@ -46,11 +46,11 @@ def compare_photos(photo_a: str | Path, photo_b: str | Path, out: str | Path | N
     v = verification.match(verification.extract(a.crop), verification.extract(b.crop), keep_pairs=True)
     embedder = embedder or Embedder()
     vectors, angles = embedder.embed_with_angles([a.crop, b.crop])
-    cosine = float(vectors[0] @ vectors[1])
-    embedding = {"cosine": cosine}
+    embedding = {"cosine": float(vectors[0] @ vectors[1])}
+    score = embedding["cosine"]
     if angles is not None:
         embedding["aligned"] = float(cyclic_similarity(angles[:1], angles[1:])[0, 0])
-    score = float(np.mean(list(embedding.values())))
+        score = aligned_score(score, embedding["aligned"])
     if out is not None:
         save_rgb(draw_matches(a.crop, b.crop, v), out)
     return {"a": str(photo_a), "b": str(photo_b), "inliers": v.inliers, "matches": v.matches,

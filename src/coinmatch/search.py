@@ -4,9 +4,7 @@ Three stages, each over the previous one's shortlist:
 
 1. the pooled vector's cosine, through the catalogue's faiss index;
 2. with a model of several angles and a catalogue that stores their vectors, the top ``candidates`` are scored
-   again by the mean of that cosine and the *aligned* cosine: the query's angle vectors against the entry's,
-   at the best cyclic shift (each coin compared turned to its best relative orientation, so where its features
-   lie counts, which the pooled vector forgets);
+   again by the mean of that cosine and the *aligned* cosine (:mod:`coinmatch.align`);
 3. with ``verify``, local-feature geometry (:mod:`coinmatch.verify`).
 """
 
@@ -19,20 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from coinmatch import verify as verification
+from coinmatch.align import aligned_score, cyclic_similarity
 from coinmatch.catalog.store import Catalogue, CatalogueError
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import PreparedCoin, prepare_photo
 from coinmatch.quality import quality_warnings
-
-
-def cyclic_similarity(queries: np.ndarray, entries: np.ndarray) -> np.ndarray:
-    """Q x C from angle vectors (Q x A x d against C x A x d, unit rows): the best, over the A cyclic shifts of
-    the angles, of the mean cosine of the angles; each coin compared turned to its best orientation."""
-    angles = queries.shape[1]
-    best = np.full((len(queries), len(entries)), -np.inf)
-    for k in range(angles):
-        best = np.maximum(best, np.einsum("qjd,cjd->qc", np.roll(queries, -k, axis=1), entries) / angles)
-    return best
 
 
 @dataclass
@@ -157,8 +146,12 @@ class Searcher:
         """Candidates scored by (cosine + aligned cosine) / 2, best first."""
         for m, a in zip(matches, self.aligned_scores(angles, [m.row for m in matches])):
             m.cosine, m.aligned = m.score, float(a)
-            m.score = (m.cosine + m.aligned) / 2
+            m.score = aligned_score(m.cosine, m.aligned)
         return sorted(matches, key=lambda m: -m.score)
+
+    def align_one(self, cosine: float, angles: np.ndarray, row: int) -> float:
+        """One catalogue image's score as :meth:`align` gives it, from its cosine."""
+        return aligned_score(cosine, float(self.aligned_scores(angles, [row])[0]))
 
     def matches_for(self, ranked: list[tuple[str, float, int]]) -> list[Match]:
         """Records for ranked (entry id, score, row) triples."""
@@ -212,7 +205,7 @@ class Searcher:
                 best = max(options, key=lambda i: float(vecs[i] @ vec))
                 score = float(vecs[best] @ vec)
                 if angles is not None:
-                    score = (score + float(self.aligned_scores(angles[k], [rows[best][0]])[0])) / 2
+                    score = self.align_one(score, angles[k], rows[best][0])
                 per_face.append((side, score, rows[best][0]))
             scored.append((eid, float(np.mean([sc for _, sc, _ in per_face])), per_face))
         scored.sort(key=lambda t: -t[1])

@@ -98,7 +98,7 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
             if in_head:
                 true_score = in_head[0].score
             elif true_row is not None:  # scored as search would score it, were it shortlisted
-                true_score = (true_score + float(searcher.aligned_scores(angles[0], [true_row])[0])) / 2
+                true_score = searcher.align_one(true_score, angles[0], true_row)
         if verify:
             query_f = verification.extract(prepared.crop)
             head = searcher.verify(prepared, matches[:candidates], query_f)

@@ -246,7 +246,7 @@ class CoinEmbedder(nn.Module):
         """The vector (N x dim) and, from the same backbone pass, one vector per angle (N x rotations x dim):
         each angle's descriptor whitened and projected as the pooled one is. The pooled vector forgets where
         the coin's features lie around it; the angle vectors keep it, so two coins can be compared turned to
-        their best relative orientation (:func:`coinmatch.search.cyclic_similarity`)."""
+        their best relative orientation (:func:`coinmatch.align.cyclic_similarity`)."""
         n, a = x.shape[0], self.rotations
         parts = [self.pooled(m).view(a, n, -1) for m in self.feature_maps(self.views(x))]  # angle-major
         means = [F.normalize(p.mean(dim=0), dim=1) for p in parts]
