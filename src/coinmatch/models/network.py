@@ -223,17 +223,26 @@ class CoinEmbedder(nn.Module):
         return torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
                                               padding_mode="reflection", align_corners=False) for k in range(1, n)])
 
+    def angle_descriptors(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per stage, the pooled, L2-normalised descriptor at each angle, angle-major (rotations x N x D)."""
+        return [self.pooled(m).view(self.rotations, x.shape[0], -1) for m in self.feature_maps(self.views(x))]
+
+    def over_angles(self, part: torch.Tensor) -> torch.Tensor:
+        """One stage's angle descriptors (rotations x N x D) averaged, L2-normalised (N x D)."""
+        return part[0] if self.rotations == 1 else F.normalize(part.mean(dim=0), dim=1)
+
+    @staticmethod
+    def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+        """The stages' descriptors joined along their last axis, L2-normalised (one stage: as it is)."""
+        return parts[0] if len(parts) == 1 else F.normalize(torch.cat(parts, dim=-1), dim=-1)
+
     def stage_descriptors(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One pooled, L2-normalised descriptor per stage (each averaged over the rotated views)."""
-        parts = [self.pooled(m) for m in self.feature_maps(self.views(x))]
-        if self.rotations == 1:
-            return parts
-        return [F.normalize(v.view(self.rotations, x.shape[0], -1).mean(dim=0), dim=1) for v in parts]
+        return [self.over_angles(p) for p in self.angle_descriptors(x)]
 
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         """The descriptor before whitening and head: the stages' descriptors joined, L2-normalised."""
-        parts = self.stage_descriptors(x)
-        return parts[0] if len(parts) == 1 else F.normalize(torch.cat(parts, dim=1), dim=1)
+        return self.joined(self.stage_descriptors(x))
 
     def project(self, d: torch.Tensor) -> torch.Tensor:
         """Descriptors (... x D) -> whitened, projected, unit-length vectors."""
@@ -247,15 +256,9 @@ class CoinEmbedder(nn.Module):
         each angle's descriptor whitened and projected as the pooled one is. The pooled vector forgets where
         the coin's features lie around it; the angle vectors keep it, so two coins can be compared turned to
         their best relative orientation (:func:`coinmatch.align.cyclic_similarity`)."""
-        n, a = x.shape[0], self.rotations
-        parts = [self.pooled(m).view(a, n, -1) for m in self.feature_maps(self.views(x))]  # angle-major
-        means = [F.normalize(p.mean(dim=0), dim=1) for p in parts]
-        if len(parts) == 1:
-            descriptor, angles = means[0], parts[0]
-        else:
-            descriptor = F.normalize(torch.cat(means, dim=1), dim=1)
-            angles = F.normalize(torch.cat(parts, dim=2), dim=2)
-        return self.project(descriptor), self.project(angles).permute(1, 0, 2)
+        parts = self.angle_descriptors(x)
+        descriptor = self.joined([self.over_angles(p) for p in parts])
+        return self.project(descriptor), self.project(self.joined(parts)).permute(1, 0, 2)
 
 
 class WithAngles(nn.Module):
