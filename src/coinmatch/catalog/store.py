@@ -221,13 +221,18 @@ class Catalogue:
         if not rows:
             return []
         found = {}
-        for chunk_start in range(0, len(rows), 900):
-            chunk = rows[chunk_start:chunk_start + 900]
-            q = (f"SELECT i.row, i.entry_id, i.side, i.path, i.relpath, i.thumb, e.metadata FROM images i "
-                 f"JOIN entries e ON e.id = i.entry_id WHERE i.row IN ({','.join('?' * len(chunk))})")
-            for row, eid, side, path, rel, thumb, meta in self.db.execute(q, chunk):
-                found[row] = ImageRecord(row, eid, side, path, rel, thumb, json.loads(meta))
+        q = ("SELECT i.row, i.entry_id, i.side, i.path, i.relpath, i.thumb, e.metadata FROM images i "
+             "JOIN entries e ON e.id = i.entry_id WHERE i.row IN")
+        for row, eid, side, path, rel, thumb, meta in self._where_in(q, rows):
+            found[row] = ImageRecord(row, eid, side, path, rel, thumb, json.loads(meta))
         return [found[r] for r in rows]
+
+    def _where_in(self, query: str, rows: list[int]) -> Iterable[tuple]:
+        """The result rows of ``query`` (ending in "... IN") for these image rows, asked in chunks of 900 (SQLite
+        allows a bounded number of parameters)."""
+        for start in range(0, len(rows), 900):
+            chunk = rows[start:start + 900]
+            yield from self.db.execute(f"{query} ({','.join('?' * len(chunk))})", chunk)
 
     def entry_rows(self, entry_id: str) -> list[tuple[int, str | None]]:
         return list(self.db.execute("SELECT row, side FROM images WHERE entry_id=? ORDER BY row", (entry_id,)))
@@ -258,15 +263,12 @@ class Catalogue:
         rows = [int(r) for r in rows]
         dim = int(self.meta("dim"))
         found = {}
-        for start in range(0, len(rows), 900):
-            chunk = rows[start:start + 900]
-            q = f"SELECT row, vectors FROM angles WHERE row IN ({','.join('?' * len(chunk))})"
-            for row, blob in self.db.execute(q, chunk):
-                if not isinstance(blob, bytes) or not blob or len(blob) % (2 * dim):
-                    raise CatalogueError(f"{self.root}: the angle vectors of image row {row} are damaged "
-                                         f"({len(blob) if isinstance(blob, bytes) else 0} bytes, not a whole number "
-                                         f"of {dim}-d float16 vectors); rebuild the catalogue")
-                found[row] = np.frombuffer(blob, np.float16).reshape(-1, dim)
+        for row, blob in self._where_in("SELECT row, vectors FROM angles WHERE row IN", rows):
+            if not isinstance(blob, bytes) or not blob or len(blob) % (2 * dim):
+                raise CatalogueError(f"{self.root}: the angle vectors of image row {row} are damaged "
+                                     f"({len(blob) if isinstance(blob, bytes) else 0} bytes, not a whole number "
+                                     f"of {dim}-d float16 vectors); rebuild the catalogue")
+            found[row] = np.frombuffer(blob, np.float16).reshape(-1, dim)
         missing = [r for r in rows if r not in found]
         if missing:
             raise CatalogueError(f"{self.root}: image row {missing[0]} has no angle vectors; rebuild the catalogue")
