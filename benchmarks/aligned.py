@@ -73,10 +73,9 @@ def extract(model) -> dict[str, np.ndarray]:
 
 
 def project(net, v: np.ndarray) -> np.ndarray:
-    """The model's whitening and head on each descriptor (last axis), unit length."""
+    """The model's whitening and head on each descriptor (last axis), unit length (CoinEmbedder.project)."""
     with torch.inference_mode():
-        flat = torch.from_numpy(np.ascontiguousarray(v.reshape(-1, v.shape[-1])))
-        return unit(net.head(net.whiten(flat)).numpy()).reshape(*v.shape[:-1], -1)
+        return net.project(torch.from_numpy(np.ascontiguousarray(v))).numpy()
 
 
 def reranked(first: np.ndarray, second: np.ndarray, k: int) -> np.ndarray:

@@ -101,8 +101,7 @@ def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
         searchers.append(Searcher(root, align=False))
     rows = []
     for searcher in searchers:
-        name = label + {"aligned": ", aligned", "cosine": ", pooled cosine only" if len(searchers) > 1 else ""}[
-            searcher.scoring]
+        name = label + (", aligned" if searcher.aligned else ", pooled cosine only" if len(searchers) > 1 else "")
         for form, images in images_by_form.items():
             for depth in (None,) + (tuple(depths) if verify else ()):
                 ev = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20)
