@@ -29,9 +29,10 @@ import time
 import numpy as np
 import torch
 
-from common import (WORK, cyclic_scores, euro_crops, format_table, save_results, stored_descriptors, unit,
+from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, unit,
                     untrained_invariant_model)
 from singles_pairs import real_test
+from coinmatch.align import cyclic_similarity
 from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import load_model
@@ -110,7 +111,7 @@ def study(model, d: dict) -> list[dict]:
         for form in FORMS:
             q = unit(d[f"{test}:{form}"])
             pooled = project(net, unit(q.mean(axis=1))) @ pooled_cat.T
-            aligned = cyclic_scores(project(net, q), angle_cat)
+            aligned = cyclic_similarity(project(net, q), angle_cat)
             methods = {"pooled (search now)": pooled, "cyclic": aligned, "pooled + cyclic": pooled + aligned,
                        "cyclic re-rank of pooled top 20": reranked(pooled, aligned, 20),
                        "cyclic re-rank of pooled top 100": reranked(pooled, aligned, 100),

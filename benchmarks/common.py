@@ -123,13 +123,6 @@ def unit(a: np.ndarray) -> np.ndarray:
     return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
-def cyclic_scores(q: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Q x C from per-angle vectors (Q x A x d against C x A x d, unit rows): search's aligned cosine."""
-    from coinmatch.align import cyclic_similarity
-
-    return cyclic_similarity(q, c)
-
-
 # the columns every frozen-descriptor study reports: held-out augmented P@1 and the euro pairs' recall@1
 SCORE_COLUMNS = [("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f"),
                  ("catalogue-like", "cat-like R@1", "13.3f")]

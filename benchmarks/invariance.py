@@ -29,8 +29,9 @@ import time
 import cv2
 import numpy as np
 
-from common import (SCORE_COLUMNS, WORK, cyclic_scores, euro_crops, format_table, save_results,
+from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results,
                     stored_descriptors, study_arguments, training_views, unit)
+from coinmatch.align import cyclic_similarity
 from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.runtime import resize_square
@@ -114,7 +115,7 @@ def similarities(q: np.ndarray, c: np.ndarray, matching: str) -> np.ndarray:
         return pooled(q) @ pooled(c).T
     if matching == "aligned":
         return np.einsum("qkd,cd->qck", q, c[:, 0]).max(-1)
-    return cyclic_scores(q, c)
+    return cyclic_similarity(q, c)
 
 
 def recall(scores: np.ndarray, d: dict) -> float:
