@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from common import format_table, save_results
-from coinmatch.catalog.store import ANGLES_TABLE, DB_NAME, HNSW_EF_SEARCH, SCHEMA, Catalogue
+from coinmatch.catalog.store import DB_NAME, HNSW_EF_SEARCH, SCHEMA, Catalogue
 from coinmatch.align import cyclic_similarity
 
 SHORTLIST = 20  # search's default --candidates
@@ -32,7 +32,7 @@ def angle_costs(n: int, dim: int, angles: int, queries: int, rng: np.random.Gene
     """Write n images' angle vectors into a catalogue database, then time reading and scoring shortlists."""
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / "out") as tmp:
         db = sqlite3.connect(Path(tmp) / DB_NAME)
-        db.executescript(SCHEMA + ANGLES_TABLE + ";")
+        db.executescript(SCHEMA)
         db.execute("INSERT INTO meta VALUES ('dim', ?)", (str(dim),))
         t = time.perf_counter()
         with db:

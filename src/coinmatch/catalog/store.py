@@ -34,6 +34,9 @@ DB_NAME = "catalog.sqlite"
 FORMAT_VERSION = 1
 HNSW_EF_SEARCH = 128  # search breadth of an HNSW index: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
 
+# made by SCHEMA; also on adding angle vectors to a catalogue made before they were kept
+ANGLES_TABLE = ("CREATE TABLE IF NOT EXISTS angles (\n"
+                "    row INTEGER PRIMARY KEY REFERENCES images(row), vectors BLOB NOT NULL)")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -46,9 +49,7 @@ CREATE INDEX IF NOT EXISTS images_entry ON images(entry_id);
 CREATE TABLE IF NOT EXISTS features (
     row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
     keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
-"""
-ANGLES_TABLE = ("CREATE TABLE IF NOT EXISTS angles (\n"
-                "    row INTEGER PRIMARY KEY REFERENCES images(row), vectors BLOB NOT NULL)")
+""" + ANGLES_TABLE + ";\n"
 
 
 class CatalogueError(CoinmatchError):
@@ -108,7 +109,7 @@ class Catalogue:
             shutil.copyfile(model_file, root / "model.cm")
             model_source = "model.cm"
         db = sqlite3.connect(root / DB_NAME)
-        db.executescript(SCHEMA + ANGLES_TABLE + ";")
+        db.executescript(SCHEMA)
         index = faiss.index_factory(dim, index_factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
             raise CatalogueError(f"index type {index_factory!r} needs training data; use Flat or HNSW32")
