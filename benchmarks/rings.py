@@ -32,7 +32,7 @@ from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results,
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network
 from coinmatch.models.network import RING_PARTS as PARTS
-from coinmatch.models.network import CoinEmbedder, ring_pool
+from coinmatch.models.network import CoinEmbedder, pool_weights, weighted_gem
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import learned_whitening
@@ -51,7 +51,8 @@ class RingDescriptors(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.net.feature_maps(self.net.views(x))[-1]  # (angles * N) x C x h x w
-        return ring_pool(m, self.net.pool.p).view(self.net.rotations, x.shape[0], -1).mean(dim=0)
+        w = pool_weights(m.shape[-2], m.shape[-1])
+        return weighted_gem(m, self.net.pool.p, w).view(self.net.rotations, x.shape[0], -1).mean(dim=0)
 
 
 def ring_embedder(size: int):

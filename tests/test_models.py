@@ -202,7 +202,7 @@ def test_multi_stage_descriptor_joins_unit_stage_descriptors_and_exports(tmp_pat
 
 
 def test_ring_weights_share_every_cell_between_the_rings():
-    from coinmatch.models.network import ring_weights
+    from coinmatch.models.network import pool_weights as ring_weights
 
     for size in (2, 3, 4, 7):
         w = ring_weights(size, size)
@@ -212,6 +212,99 @@ def test_ring_weights_share_every_cell_between_the_rings():
     w = ring_weights(7, 7)
     assert w[1, 3, 3] == 1 and w[3, 0, 0] == 1  # the centre cell is the centre ring's, a corner the rim's
     assert torch.allclose(w, torch.flip(w, dims=(-1,))) and torch.allclose(w, w.transpose(1, 2))
+
+
+def test_disc_weights_leave_out_the_corners_and_the_rings_end_at_the_disc():
+    from coinmatch.models.network import DISC_RADIUS, pool_weights
+    from coinmatch.segment import CROP_MARGIN
+
+    assert DISC_RADIUS == pytest.approx(1 / (1 + CROP_MARGIN))  # where crop_coin puts the coin's rim
+    for size in (2, 3, 4, 7):
+        disc, rings = pool_weights(size, size, rings=False, disc=True), pool_weights(size, size, disc=True)
+        assert disc.shape == (1, size, size) and rings.shape == (4, size, size)
+        assert torch.allclose(rings[0], disc[0]) and torch.allclose(rings[1:].sum(0), disc[0])  # rings fill the disc
+        assert (rings.sum(dim=(1, 2)) > 0).all()
+    w = pool_weights(7, 7, rings=False, disc=True)[0]
+    assert w[0, 0] == 0 and w[3, 3] == 1 and 0 < w[0, 3] <= 1  # a corner cell is out, the centre in, the edge partly
+    # the disc's area share of the square: pi r^2 / 4
+    assert pool_weights(64, 64, rings=False, disc=True).mean() == pytest.approx(torch.pi * DISC_RADIUS ** 2 / 4, abs=1e-3)
+    assert torch.equal(pool_weights(7, 7, rings=False), torch.ones(1, 7, 7))  # no disc, no rings: the whole map
+
+
+def test_disc_pooling_hears_less_of_the_corners_keeps_quarter_turns_and_exports(tmp_path, pair_paths):
+    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
+
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:4]]
+    x = torch.from_numpy(to_batch(crops, 224))  # a 7 x 7 map: its corner cells lie outside the disc
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 224), torch.linspace(-1, 1, 224), indexing="ij")
+    corners = (yy ** 2 + xx ** 2).sqrt() > 1.0  # outside the disc, with room to spare
+    repainted = torch.where(corners, torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1), x)  # another background
+    kept, whole_disc = (build_network(ModelConfig(disc=d)).eval() for d in (False, True))
+    disc_config = ModelConfig(image_size=128, rotations=4, rings=True, disc=True, whiten_dim=40, trained=True)
+    disc = build_network(disc_config).eval()
+    with torch.no_grad():
+        kept_moved = (kept.descriptor(x) * kept.descriptor(repainted)).sum(1)
+        disc_moved = (whole_disc.descriptor(x) * whole_disc.descriptor(repainted)).sum(1)
+        x = torch.from_numpy(to_batch(crops, 128))
+        turned = torch.from_numpy(to_batch([np.rot90(c).copy() for c in crops], 128))
+        a, b = disc.descriptor(x), disc.descriptor(turned)
+    # the corners still reach the disc's cells through their receptive fields, so the descriptor moves, but less
+    assert (disc_moved > kept_moved).all() and disc_moved.mean() > kept_moved.mean() + 0.02, (disc_moved, kept_moved)
+    assert (a * b).sum(1).min() > 0.9999  # a quarter turn maps the disc and each ring onto itself
+    fp = save_model(disc, disc_config, tmp_path / "disc.cm")
+    loaded = load_model(tmp_path / "disc.cm")
+    assert (loaded.fingerprint, loaded.config.disc, loaded.network.disc) == (fp, True, True)
+    assert fp != fingerprint_of(disc, ModelConfig(image_size=128, rotations=4, rings=True, whiten_dim=40, trained=True))
+    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
+    onnx_emb = Embedder(LoadedModel(loaded.network, disc_config, fp, "x"))
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
+def test_a_masked_network_sees_only_the_disc_so_turning_the_photo_hardly_moves_it(tmp_path, pair_paths):
+    import cv2
+
+    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
+    from coinmatch.models.network import DISC_RADIUS, MASK_FILL, disc_mask
+
+    m = disc_mask(128, 128)
+    assert m[64, 64] == 1 and m[0, 0] == 0 and m[64, 0] == 0 and 0 < m[64, 2] < 1 and m[64, 4] == 1  # a soft rim
+    assert float(m.mean()) == pytest.approx(torch.pi * DISC_RADIUS ** 2 / 4, abs=0.01)
+    crops = [prepare_photo(p[1]).crop for p in pair_paths[:4]]
+
+    def turned(angle: float) -> torch.Tensor:  # the photo turned, as a camera or a scanner would leave it
+        out = []
+        for c in crops:
+            side = c.shape[0]
+            rot = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+            out.append(cv2.warpAffine(c, rot, (side, side), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+        return torch.from_numpy(to_batch(out, 128))
+
+    x = torch.from_numpy(to_batch(crops, 128))
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 128), torch.linspace(-1, 1, 128), indexing="ij")
+    repainted = torch.where((yy ** 2 + xx ** 2).sqrt() > 1.0, torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1), x)
+    config = ModelConfig(image_size=128, grey=True, rotations=8, rings=True, mask=True, whiten_dim=40, trained=True)
+    masked = build_network(config).eval()
+    kept = build_network(ModelConfig(image_size=128, grey=True, rotations=8, rings=True)).eval()
+    with torch.no_grad():
+        views = masked.views(x)
+        assert torch.allclose(views[:, :, 0, 0], torch.full_like(views[:, :, 0, 0], MASK_FILL))  # every angle
+        a = masked.descriptor(x)
+        assert (a * masked.descriptor(repainted)).sum(1).min() > 0.9999  # the background is gone in pixels
+        moved = {n: (net.descriptor(x) * net.descriptor(turned(45))).sum(1) for n, net in
+                 (("masked", masked), ("kept", kept))}
+    # an eighth of a turn is one of the 8 angles: only interpolation and the corners differ, and masking
+    # takes the corners away
+    assert moved["masked"].min() > 0.99 and (moved["masked"] > moved["kept"]).all(), moved
+    fp = save_model(masked, config, tmp_path / "masked.cm")
+    loaded = load_model(tmp_path / "masked.cm")
+    assert (loaded.fingerprint, loaded.config.mask, loaded.network.mask) == (fp, True, True)
+    assert fp != fingerprint_of(masked, ModelConfig(image_size=128, grey=True, rotations=8, rings=True,
+                                                    whiten_dim=40, trained=True))
+    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
+    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
+    assert onnx_emb.backend == "onnx"
+    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
 
 
 def test_ring_pooled_descriptor_keeps_the_whole_map_part_turns_with_the_coin_and_exports(tmp_path, pair_paths):

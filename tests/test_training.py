@@ -486,7 +486,7 @@ def test_whitening_pairs_each_coin_with_its_views_view_major(cache):
 def test_train_whitening_end_to_end(tmp_path, demo_dir):
     out = tmp_path / "white.cm"
     proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "whitening",
-                           "--grey", "--rotations", "2", "--stages", "3", "--rings", "--contrast", "--dim", "24",
+                           "--grey", "--rotations", "2", "--stages", "3", "--rings", "--disc", "--contrast", "--dim", "24",
                            "--image-size", "96", "--whitening-views", "2", "--json", "--val-pairs",
                            str(demo_dir / "pairs.csv"), "--resume"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -500,8 +500,8 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     assert (tmp_path / "white.train" / "curves.png").stat().st_size > 0
     model = load_model(out)
     cfg = model.config
-    assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.contrast, cfg.whiten_dim, model.dim,
-            cfg.info["loss"]) == (True, 2, 3, True, True, 24, 24, "whitening")
+    assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.disc, cfg.contrast, cfg.whiten_dim, model.dim,
+            cfg.info["loss"]) == (True, 2, 3, True, True, True, 24, 24, "whitening")
     assert (cfg.info["views"], cfg.info["pairs"]) == (2, 2 * summary["train_images"])  # each coin, two views
     assert cfg.info["validation_before"]["val_map_at_r"] == before["val_map_at_r"]
     with open(tmp_path / "white.train" / "history.csv") as f:

@@ -335,6 +335,11 @@ def train(
     rings: bool = typer.Option(False, "--rings",
                                help="Pool each feature map over three concentric rings (centre, middle, rim) as "
                                     "well as whole: where on the coin a feature lies, still rotation invariant."),
+    disc: bool = typer.Option(False, "--disc",
+                              help="Pool only the coin's disc, not the crop's corners outside it (their background "
+                                   "changes when the coin turns)."),
+    mask: bool = typer.Option(False, "--mask",
+                              help="The network sees only the coin's disc: mid-grey around it, at every angle."),
     contrast: bool = typer.Option(False, "--contrast",
                                   help="Local contrast normalisation of the input: exposure, lamp strength and "
                                        "washed-out or dark prints matter less."),
@@ -384,7 +389,7 @@ def train(
     image_size = image_size or (224 if whitening else 128)
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, rings=rings, contrast=contrast, shrinkage=shrinkage,
+                      stages=stages, rings=rings, disc=disc, mask=mask, contrast=contrast, shrinkage=shrinkage,
                       whitening_views=whitening_views, mine_pairs=mine_pairs, epochs=epochs,
                       batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,

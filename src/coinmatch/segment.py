@@ -134,7 +134,10 @@ def locate_coin(rgb: np.ndarray) -> CoinLocation:
     return CoinLocation(Circle(w / 2, h / 2, min(h, w) / 2), False, "whole-image", 0.0)
 
 
-def crop_coin(rgb: np.ndarray, loc: CoinLocation, margin: float = 0.04, mask: bool = True,
+CROP_MARGIN = 0.04  # a found coin's crop reaches this share of its radius beyond the rim
+
+
+def crop_coin(rgb: np.ndarray, loc: CoinLocation, margin: float = CROP_MARGIN, mask: bool = True,
               fill: int = 0) -> np.ndarray:
     """A square crop centred on the coin; outside the circle set to ``fill`` when ``mask``.
 
@@ -157,7 +160,7 @@ def crop_coin(rgb: np.ndarray, loc: CoinLocation, margin: float = 0.04, mask: bo
     return out
 
 
-def coin_mask(side: int, radius_fraction: float = 1 / 1.04) -> np.ndarray:
+def coin_mask(side: int, radius_fraction: float = 1 / (1 + CROP_MARGIN)) -> np.ndarray:
     """The circular mask of a crop made by :func:`crop_coin` (uint8, 255 inside)."""
     m = np.zeros((side, side), np.uint8)
     cv2.circle(m, (side // 2, side // 2), int(round(side / 2 * radius_fraction)), 255, -1)

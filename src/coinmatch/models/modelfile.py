@@ -35,6 +35,8 @@ class ModelConfig:
     rotations: int = 1  # rotation pooling over this many angles
     stages: int = 1  # pool the backbone's last this many feature maps
     rings: bool = False  # pool each map over concentric rings as well as whole
+    disc: bool = False  # pool the coin's disc only, not the crop's corners
+    mask: bool = False  # the backbone sees the coin's disc only, mid-grey around it
     contrast: bool = False  # local contrast normalisation of the input
     whiten_dim: int | None = None  # learned whitening to this many dimensions
     trained: bool = False
@@ -47,7 +49,7 @@ class ModelConfig:
 
 
 INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "stages": 1, "rings": False, "whiten_dim": None,
-                      "contrast": False}
+                      "contrast": False, "disc": False, "mask": False}
 
 
 @dataclass
@@ -79,7 +81,8 @@ def fingerprint_of(network: torch.nn.Module, config: ModelConfig) -> str:
 def build_network(config: ModelConfig, weights: str | None = None) -> CoinEmbedder:
     return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p,
                         grey=config.grey, rotations=config.rotations, stages=config.stages,
-                        whiten_dim=config.whiten_dim, rings=config.rings, contrast=config.contrast)
+                        whiten_dim=config.whiten_dim, rings=config.rings, contrast=config.contrast,
+                        disc=config.disc, mask=config.mask)
 
 
 def builtin_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> LoadedModel:

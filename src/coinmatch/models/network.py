@@ -1,5 +1,5 @@
-"""The embedding network: [grey] -> [local contrast] -> [rotated views] -> backbone -> pooling [of its last
-stages] [by rings] -> [whitening] -> head -> L2-normalised vector.
+"""The embedding network: [grey] -> [local contrast] -> [rotated views] -> [mask] -> backbone -> pooling [of its last
+stages] [by rings] [of the disc] -> [whitening] -> head -> L2-normalised vector.
 
 The network takes RGB in [0, 1] (N x 3 x H x W) and normalises inside, so every runtime
 (torch, ONNX Runtime) is fed the same plain pixels.
@@ -29,6 +29,16 @@ feature lies, and a ring does not change when the coin turns: the descriptor sta
 (R-MAC's square regions, Tolias et al. 2016, would not). Same passes, a descriptor four times wider
 (whitening brings it back down).
 
+``disc``: pooling (whole, and the rim ring with ``rings``) covers the coin's disc only, not the crop's four
+corners outside it. The crop keeps its background, and a coin turned by an angle that is not a quarter turn
+brings other background into the corners: the descriptor of a turned photo moved by cosine 0.2 for that
+reason alone (benchmarks/turns.py). The corners still reach the disc's cells through their receptive fields.
+
+``mask``: every view the backbone sees is mid-grey outside the coin's disc (after turning, so that all
+angles agree), so the background is gone in pixels, not only from pooling. Masking the crops of a model
+fitted on unmasked ones lost on both real tests (benchmarks/background.py); this option puts the mask
+inside the network, so the whitening is fitted on masked views and a catalogue is built and searched with it.
+
 ``whiten_dim``: a linear whitening (with its mean) after pooling, fitted in closed form by
 :mod:`coinmatch.training.whitening`.
 """
@@ -42,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coinmatch.models.backbones import create_backbone, get_spec, last_feature_maps
+from coinmatch.segment import CROP_MARGIN
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -67,26 +78,43 @@ class AvgPool(nn.Module):
 
 RING_EDGES = (0.45, 0.75)  # radii between the rings, in units of the crop's half width
 RING_PARTS = 1 + len(RING_EDGES) + 1  # parts of a ring-pooled map: the whole map, then each ring
+DISC_RADIUS = 1 / (1 + CROP_MARGIN)  # a found coin's radius in its crop (segment.crop_coin), in half widths
 
 
-@functools.lru_cache(maxsize=16)
-def ring_weights(height: int, width: int, supersample: int = 8) -> torch.Tensor:
-    """(1 + rings) x H x W: the whole map, then the share of each cell's area within each ring (centre, middle,
-    rim and corners), so that every ring has cells even on small maps. Computed once per map size (callers
-    must not change it in place)."""
+@functools.lru_cache(maxsize=32)
+def pool_weights(height: int, width: int, rings: bool = True, disc: bool = False,
+                 supersample: int = 8) -> torch.Tensor:
+    """Parts x H x W: the share of each cell's area in each pooled part. The first part is the whole map (with
+    ``disc``: the coin's disc only, no corners); with ``rings`` the rings follow (centre, middle, then the rim:
+    out to the disc's edge with ``disc``, into the corners without). Shares, not 0/1 cells, so that every part
+    has cells even on small maps. Computed once per map size (callers must not change it in place)."""
     fh, fw = height * supersample, width * supersample
     ys = (torch.arange(fh, dtype=torch.float32) + 0.5) / fh * 2 - 1
     xs = (torch.arange(fw, dtype=torch.float32) + 0.5) / fw * 2 - 1
     r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
-    bounds = (0.0, *RING_EDGES, float("inf"))
-    fine = torch.stack([((r >= lo) & (r < hi)).float() for lo, hi in zip(bounds[:-1], bounds[1:])])
-    return torch.cat([torch.ones(1, height, width), F.avg_pool2d(fine[None], supersample)[0]])
+    outer = DISC_RADIUS if disc else float("inf")
+    bounds = (0.0, *RING_EDGES, outer) if rings else (0.0, outer)
+    parts = [(r < outer).float()] + [((r >= lo) & (r < hi)).float() for lo, hi in zip(bounds[:-1], bounds[1:])
+                                     if rings]
+    return F.avg_pool2d(torch.stack(parts)[None], supersample)[0]
 
 
-def ring_pool(x: torch.Tensor, p: torch.Tensor | float, eps: float = 1e-6) -> torch.Tensor:
-    """N x C x H x W -> N x ((1 + rings) C): GeM (exponent p) over the whole map and over each ring, each part
-    unit length."""
-    w = ring_weights(x.shape[-2], x.shape[-1]).to(x.device, x.dtype)  # constants to ONNX's tracer
+MASK_FILL = 0.5  # what ``mask`` puts outside the disc: mid-grey, zero once normalised (mean = std = 0.5)
+
+
+@functools.lru_cache(maxsize=16)
+def disc_mask(height: int, width: int) -> torch.Tensor:
+    """H x W: 1 inside the coin's disc (radius DISC_RADIUS of the half width), 0 outside, over one pixel's edge."""
+    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1
+    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
+    r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    return ((DISC_RADIUS - r) * min(height, width) / 2 + 0.5).clamp(0.0, 1.0)
+
+
+def weighted_gem(x: torch.Tensor, p: torch.Tensor | float, w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """N x C x H x W -> N x (K C): GeM (exponent p) over each of the K parts weighted by ``w`` (K x H x W, from
+    :func:`pool_weights`), each part unit length."""
+    w = w.to(x.device, x.dtype)  # constants to ONNX's tracer
     means = torch.einsum("nchw,khw->nkc", x.clamp(min=eps).pow(p), w / w.sum(dim=(1, 2), keepdim=True))
     return F.normalize(means.pow(1.0 / p), dim=2).flatten(1)
 
@@ -158,7 +186,8 @@ class CoinEmbedder(nn.Module):
 
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
                  gem_p: float = 3.0, grey: bool = False, rotations: int = 1, stages: int = 1,
-                 whiten_dim: int | None = None, rings: bool = False, contrast: bool = False):
+                 whiten_dim: int | None = None, rings: bool = False, contrast: bool = False, disc: bool = False,
+                 mask: bool = False):
         super().__init__()
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
@@ -168,6 +197,8 @@ class CoinEmbedder(nn.Module):
         self.rotations = int(rotations)
         self.stages = int(stages)
         self.rings = bool(rings)
+        self.disc = bool(disc)
+        self.mask = bool(mask)
         self.contrast = bool(contrast)
         spec = get_spec(backbone)
         self.backbone = create_backbone(backbone, weights=weights)
@@ -194,8 +225,11 @@ class CoinEmbedder(nn.Module):
         return last_feature_maps(self.backbone, (x - self.mean) / self.std, self.stages)
 
     def pooled(self, m: torch.Tensor) -> torch.Tensor:
-        """One feature map pooled to a unit vector: whole, or whole and by rings."""
-        return F.normalize(ring_pool(m, self.pool.p), dim=1) if self.rings else F.normalize(self.pool(m), dim=1)
+        """One feature map pooled to a unit vector: whole (or the disc), and by rings if so set."""
+        if not (self.rings or self.disc):
+            return F.normalize(self.pool(m), dim=1)
+        w = pool_weights(m.shape[-2], m.shape[-1], self.rings, self.disc)
+        return F.normalize(weighted_gem(m, self.pool.p, w), dim=1)
 
     def stage_widths(self) -> list[int]:
         """The channels of each feature map (read from one small pass in eval mode, which leaves the
@@ -210,18 +244,22 @@ class CoinEmbedder(nn.Module):
 
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """What the backbone sees: the batch (grey, contrast-normalised, if so set) at each of the ``rotations``
-        angles, angle-major ((rotations * N) x 3 x H x W; the batch itself when there is one angle)."""
+        angles, angle-major ((rotations * N) x 3 x H x W; the batch itself when there is one angle), masked to the
+        coin's disc if so set."""
         if self.grey:
             y = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
             x = (local_contrast(y) if self.contrast else y).expand(-1, 3, -1, -1)
         elif self.contrast:
             x = local_contrast(x)
-        if self.rotations == 1:
-            return x
-        n, b = self.rotations, x.shape[0]
-        grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
-        return torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
-                                              padding_mode="reflection", align_corners=False) for k in range(1, n)])
+        if self.rotations > 1:
+            n, b = self.rotations, x.shape[0]
+            grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
+            x = torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
+                                               padding_mode="reflection", align_corners=False) for k in range(1, n)])
+        if self.mask:  # after turning, so that every angle's corners are the same fill
+            m = disc_mask(x.shape[2], x.shape[3]).to(x.device, x.dtype)  # constants to ONNX's tracer
+            x = x * m + MASK_FILL * (1 - m)
+        return x
 
     def angle_descriptors(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per stage, the pooled, L2-normalised descriptor at each angle, angle-major (rotations x N x D)."""

@@ -57,6 +57,8 @@ class TrainConfig:
     rotations: int = 1  # rotation pooling at inference (training passes see one angle: augmentation rotates)
     stages: int = 1  # pool the backbone's last this many feature maps (see models/network.py)
     rings: bool = False  # pool each map over concentric rings as well as whole (see models/network.py)
+    disc: bool = False  # pool the coin's disc only, not the crop's corners (see models/network.py)
+    mask: bool = False  # the backbone sees the coin's disc only (see models/network.py)
     contrast: bool = False  # local contrast normalisation of the input (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     whitening_views: int = 1  # whitening only: augmented views paired with each coin
@@ -91,7 +93,7 @@ class TrainConfig:
         """The model file's config of these options (backbone, size, invariances, head size)."""
         return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
                               "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
-                              "stages": self.stages, "rings": self.rings, "contrast": self.contrast,
+                              "stages": self.stages, "rings": self.rings, "disc": self.disc, "mask": self.mask, "contrast": self.contrast,
                               **overrides})
 
     @property
@@ -163,7 +165,8 @@ def form_of(start, cfg: TrainConfig) -> dict:
     set away from its default to something else is refused, not silently overridden."""
     c = start.config
     fixed = {"backbone": c.backbone, "image_size": c.image_size, "grey": c.grey, "rotations": c.rotations,
-             "stages": c.stages, "rings": c.rings, "contrast": c.contrast, "dim": start.dim, "weights": None}
+             "stages": c.stages, "rings": c.rings, "disc": c.disc, "mask": c.mask,
+             "contrast": c.contrast, "dim": start.dim, "weights": None}
     default = TrainConfig(manifests=[], out="")
     clash = [f"--{k.replace('_', '-')}" + ("" if getattr(cfg, k) is True else f" {getattr(cfg, k)}")
              for k, v in fixed.items() if getattr(cfg, k) not in (v, getattr(default, k))]
@@ -171,7 +174,7 @@ def form_of(start, cfg: TrainConfig) -> dict:
         raise CoinmatchError(f"{cfg.init}: {', '.join(clash)} cannot be set when fine-tuning this model file, "
                              f"whose backbone, size and invariances come with it (image size {c.image_size}, "
                              f"grey {c.grey}, rotations {c.rotations}, stages {c.stages}, rings {c.rings}, "
-                             f"contrast {c.contrast}, {start.dim}-d); leave them out")
+                             f"disc {c.disc}, mask {c.mask}, contrast {c.contrast}, {start.dim}-d); leave them out")
     return fixed
 
 
@@ -217,8 +220,8 @@ def check_device(device: str | None) -> None:
 
 
 # what a checkpoint's run is made of: resuming with any of these changed would mix two runs in one model
-RUN_OPTIONS = ("loss", "backbone", "weights", "dim", "image_size", "grey", "rotations", "stages", "rings", "contrast",
-               "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining", "margin",
+RUN_OPTIONS = ("loss", "backbone", "weights", "dim", "image_size", "grey", "rotations", "stages", "rings", "disc",
+               "mask", "contrast", "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining", "margin",
                "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init", "keep")
 
 
