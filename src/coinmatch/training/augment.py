@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from coinmatch.segment import coin_mask
+from coinmatch.segment import CROP_MARGIN, coin_mask
 
 
 @dataclass
@@ -38,7 +38,7 @@ class AugmentConfig:
 
 def _background(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     side = img.shape[0]
-    mask = coin_mask(side, radius_fraction=1 / 1.04 * 0.99).astype(np.float32)[..., None] / 255.0
+    mask = coin_mask(side, radius_fraction=0.99 / (1 + CROP_MARGIN)).astype(np.float32)[..., None] / 255.0
     kind = rng.integers(0, 3)
     if kind == 0:  # flat card or cloth
         bg = np.full_like(img, rng.integers(0, 256, 3, dtype=np.uint8))
