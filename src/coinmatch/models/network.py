@@ -1,5 +1,5 @@
-"""The embedding network: [grey] -> [local contrast] -> [rotated views] -> [mask] -> backbone -> pooling [of its last
-stages] [by rings] [of the disc] -> [whitening] -> head -> L2-normalised vector.
+"""The embedding network: [grey] -> [local contrast] -> [rotated views] -> [mask] -> backbone -> pooling [of
+its last stages] [by rings] [of the disc] -> [whitening] -> head -> L2-normalised vector.
 
 The network takes RGB in [0, 1] (N x 3 x H x W) and normalises inside, so every runtime
 (torch, ONNX Runtime) is fed the same plain pixels.
@@ -30,14 +30,14 @@ feature lies, and a ring does not change when the coin turns: the descriptor sta
 (whitening brings it back down).
 
 ``disc``: pooling (whole, and the rim ring with ``rings``) covers the coin's disc only, not the crop's four
-corners outside it. The crop keeps its background, and a coin turned by an angle that is not a quarter turn
-brings other background into the corners: the descriptor of a turned photo moved by cosine 0.2 for that
-reason alone (benchmarks/turns.py). The corners still reach the disc's cells through their receptive fields.
+corners outside it. The crop keeps its background, and a turn that is not a quarter turn brings other
+background into the corners (benchmarks/turns.py). The corners still reach the disc's cells through their
+receptive fields, so this changes little: measured level with the recipe (README).
 
 ``mask``: every view the backbone sees is mid-grey outside the coin's disc (after turning, so that all
-angles agree), so the background is gone in pixels, not only from pooling. Masking the crops of a model
-fitted on unmasked ones lost on both real tests (benchmarks/background.py); this option puts the mask
-inside the network, so the whitening is fitted on masked views and a catalogue is built and searched with it.
+angles agree), so the background is gone in pixels, not only from pooling, and the whitening is fitted on
+masked views. The vector becomes all but blind to turning, yet recall on real photos falls (README): what
+lies around a real coin helps to find it. For catalogues whose backgrounds could mislead.
 
 ``whiten_dim``: a linear whitening (with its mean) after pooling, fitted in closed form by
 :mod:`coinmatch.training.whitening`.

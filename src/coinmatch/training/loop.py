@@ -93,7 +93,8 @@ class TrainConfig:
         """The model file's config of these options (backbone, size, invariances, head size)."""
         return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
                               "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
-                              "stages": self.stages, "rings": self.rings, "disc": self.disc, "mask": self.mask, "contrast": self.contrast,
+                              "stages": self.stages, "rings": self.rings, "disc": self.disc, "mask": self.mask,
+                              "contrast": self.contrast,
                               **overrides})
 
     @property
@@ -221,8 +222,8 @@ def check_device(device: str | None) -> None:
 
 # what a checkpoint's run is made of: resuming with any of these changed would mix two runs in one model
 RUN_OPTIONS = ("loss", "backbone", "weights", "dim", "image_size", "grey", "rotations", "stages", "rings", "disc",
-               "mask", "contrast", "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining", "margin",
-               "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init", "keep")
+               "mask", "contrast", "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining",
+               "margin", "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init", "keep")
 
 
 def resume_state(cfg: TrainConfig, device: str) -> dict | None:
