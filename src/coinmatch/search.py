@@ -128,9 +128,10 @@ class Searcher:
         return [group_by_entry(s, r, self.row_entry)[:top_k] for s, r in zip(scores, rows)]
 
     def embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Vectors, and angle vectors when this searcher aligns (else None)."""
-        vectors, angles = self.embedder.embed_with_angles(crops)
-        return vectors, (angles if self.aligned else None)
+        """Vectors, and angle vectors when this searcher aligns (else None, and they are not computed)."""
+        if self.aligned:
+            return self.embedder.embed_with_angles(crops)
+        return self.embedder.embed(crops), None
 
     def aligned_scores(self, angles: np.ndarray, rows: list[int]) -> np.ndarray:
         """The aligned cosine of one query's angle vectors (A x d) against these catalogue images'."""
