@@ -81,6 +81,13 @@ RING_PARTS = 1 + len(RING_EDGES) + 1  # parts of a ring-pooled map: the whole ma
 DISC_RADIUS = 1 / (1 + CROP_MARGIN)  # a found coin's radius in its crop (segment.crop_coin), in half widths
 
 
+def radii(height: int, width: int) -> torch.Tensor:
+    """H x W: each pixel centre's distance from the image's centre, in units of the half width (and height)."""
+    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1
+    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
+    return torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+
+
 @functools.lru_cache(maxsize=32)
 def pool_weights(height: int, width: int, rings: bool = True, disc: bool = False,
                  supersample: int = 8) -> torch.Tensor:
@@ -88,10 +95,7 @@ def pool_weights(height: int, width: int, rings: bool = True, disc: bool = False
     ``disc``: the coin's disc only, no corners); with ``rings`` the rings follow (centre, middle, then the rim:
     out to the disc's edge with ``disc``, into the corners without). Shares, not 0/1 cells, so that every part
     has cells even on small maps. Computed once per map size (callers must not change it in place)."""
-    fh, fw = height * supersample, width * supersample
-    ys = (torch.arange(fh, dtype=torch.float32) + 0.5) / fh * 2 - 1
-    xs = (torch.arange(fw, dtype=torch.float32) + 0.5) / fw * 2 - 1
-    r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    r = radii(height * supersample, width * supersample)
     outer = DISC_RADIUS if disc else float("inf")
     bounds = (0.0, *RING_EDGES, outer) if rings else (0.0, outer)
     parts = [(r < outer).float()] + [((r >= lo) & (r < hi)).float() for lo, hi in zip(bounds[:-1], bounds[1:])
@@ -105,10 +109,7 @@ MASK_FILL = 0.5  # what ``mask`` puts outside the disc: mid-grey, zero once norm
 @functools.lru_cache(maxsize=16)
 def disc_mask(height: int, width: int) -> torch.Tensor:
     """H x W: 1 inside the coin's disc (radius DISC_RADIUS of the half width), 0 outside, over one pixel's edge."""
-    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1
-    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
-    r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
-    return ((DISC_RADIUS - r) * min(height, width) / 2 + 0.5).clamp(0.0, 1.0)
+    return ((DISC_RADIUS - radii(height, width)) * min(height, width) / 2 + 0.5).clamp(0.0, 1.0)
 
 
 def weighted_gem(x: torch.Tensor, p: torch.Tensor | float, w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
