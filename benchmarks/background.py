@@ -20,25 +20,20 @@ import time
 
 import numpy as np
 
-from common import euro_crops, format_table, save_results
+from common import euro_crops, format_table, save_results, search_crop
 from singles_pairs import real_test
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.runtime import Embedder
-from coinmatch.prepare import prepare_array
 from coinmatch.segment import crop_coin, locate_coin
 
 FORMS = ("photo", "catalogue-like")
-
-
-def kept(rgb: np.ndarray) -> np.ndarray:
-    return prepare_array(rgb).crop
 
 
 def masked(fill: int):
     return lambda rgb: crop_coin(rgb, locate_coin(rgb), mask=True, fill=fill)
 
 
-VARIANTS = {"background kept (search now)": kept, "masked, black": masked(0), "masked, mid-grey": masked(128)}
+VARIANTS = {"background kept (search now)": search_crop, "masked, black": masked(0), "masked, mid-grey": masked(128)}
 
 
 def recall_at_1(queries: np.ndarray, catalogue: np.ndarray, truth: np.ndarray) -> float:
@@ -76,8 +71,8 @@ def main() -> None:
     columns = [("model", "model", "<34"), ("crop", "crop", "<30")] + [
         (f"{test} {form}", f"{test} {'photo' if form == 'photo' else 'cat-like'}", "13.3f")
         for test in ("euro", "singles") for form in FORMS] + [("seconds", "s", "5.0f")]
-    text = ("recall@1 by the pooled cosine; euro pairs (84 queries, 955 entries) and the singles' mined pairs (71, 431)\n"
-            + format_table(rows, columns))
+    text = ("recall@1 by the pooled cosine; euro pairs (84 queries, 955 entries) and the singles' mined pairs "
+            "(71, 431)\n" + format_table(rows, columns))
     print(text)
     save_results(args.name, rows, text)
 

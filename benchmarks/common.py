@@ -49,14 +49,19 @@ def pairs_manifests() -> tuple[Path, Path]:
     return cat, queries
 
 
-def euro_crops(crop=None) -> tuple[np.ndarray, list[np.ndarray], list]:
-    """The real-pairs catalogue as coin crops: (entry ids, crops, the query list of evaluation.protocol).
-    ``crop``: RGB photo -> coin crop (default: search's, the coin found and cropped with its background)."""
-    from coinmatch.evaluation.protocol import read_queries
-    from coinmatch.images import load_rgb
+def search_crop(rgb: np.ndarray) -> np.ndarray:
+    """A photo's coin crop as search makes it: the coin found, cropped square with its background."""
     from coinmatch.prepare import prepare_array
 
-    crop = crop or (lambda rgb: prepare_array(rgb).crop)
+    return prepare_array(rgb).crop
+
+
+def euro_crops(crop=search_crop) -> tuple[np.ndarray, list[np.ndarray], list]:
+    """The real-pairs catalogue as coin crops: (entry ids, crops, the query list of evaluation.protocol).
+    ``crop``: RGB photo -> coin crop (default: search's)."""
+    from coinmatch.evaluation.protocol import read_queries
+    from coinmatch.images import load_rgb
+
     cat_csv, q_csv = pairs_manifests()
     with open(cat_csv, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

@@ -24,11 +24,10 @@ import time
 
 import numpy as np
 
-from common import EURO, ROOT, WORK, format_table, save_results, untrained_invariant_model
+from common import EURO, ROOT, WORK, format_table, save_results, search_crop, untrained_invariant_model
 from coinmatch.evaluation.protocol import catalogue_like
 from coinmatch.images import load_rgb
 from coinmatch.models.runtime import Embedder
-from coinmatch.prepare import prepare_array
 from coinmatch.training.mining import mine_manifest
 
 
@@ -53,7 +52,7 @@ def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
     return cat, queries, np.array([cat.index(a) for a, _ in disjoint])
 
 
-def real_test(crop=None) -> tuple[int, list[np.ndarray], dict[str, list[np.ndarray]], np.ndarray]:
+def real_test(crop=search_crop) -> tuple[int, list[np.ndarray], dict[str, list[np.ndarray]], np.ndarray]:
     """The test as scored here: the pairs mined among the singles (how many), the catalogue's coin crops, the query
     photos as photographed and catalogue-like (seed 0), and for each query its coin's catalogue index.
     ``crop``: RGB photo -> coin crop for the catalogue (default: search's)."""
@@ -64,7 +63,6 @@ def real_test(crop=None) -> tuple[int, list[np.ndarray], dict[str, list[np.ndarr
     rng = np.random.default_rng(0)
     photos = [load_rgb(q) for q in queries]
     forms = {"photo": photos, "catalogue-like": [catalogue_like(im, rng) for im in photos]}
-    crop = crop or (lambda rgb: prepare_array(rgb).crop)
     return len(mined.pairs), [crop(load_rgb(p)) for p in cat], forms, truth
 
 
@@ -87,7 +85,7 @@ def main() -> None:
         c = embedder.embed(cat_crops)
         for form, images in forms.items():
             t = time.perf_counter()
-            q = embedder.embed([prepare_array(im).crop for im in images])
+            q = embedder.embed([search_crop(im) for im in images])
             sims = q @ c.T
             ranks = 1 + np.sum(sims > sims[np.arange(len(truth)), truth][:, None], axis=1)  # the true one's own cell
             rows.append({"model": m.split("/")[-1], "form": form, "recall@1": float(np.mean(ranks == 1)),
