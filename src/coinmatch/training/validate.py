@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.metrics import roc_auc_score
 
 from coinmatch.training.augment import augment
@@ -86,7 +88,9 @@ def score_vectors(a: np.ndarray, b: np.ndarray,
     each, one coin); ``real``: (references, queries, each query's reference index) of real photographs."""
     sep = separation(a, b)
     labels = np.arange(len(a))
-    calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k=None)
+    # exact neighbours by cosine in torch (its default, faiss, is a catalogue's need, not training's)
+    calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k=None,
+                              knn_func=CustomKNN(CosineSimilarity()))
     acc = calc.get_accuracy(torch.from_numpy(b), torch.from_numpy(labels), torch.from_numpy(a),
                             torch.from_numpy(labels))
     out = {"val_pos_sim": sep["pos_sim"], "val_neg_sim": sep["neg_sim"], "val_roc_auc": sep["roc_auc"],
