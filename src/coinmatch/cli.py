@@ -372,6 +372,10 @@ def train(
                                          "(default 4)."),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+    workers: int = typer.Option(0, "--workers",
+                                help="Processes that find the coins and augment the batches beside this one (0: "
+                                     "none). On a GPU they keep it fed; the results are the same for one seed "
+                                     "and one number of workers."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     init: Optional[Path] = typer.Option(None, "--init",
                                         help="Fine-tune this model file (e.g. a whitened one) instead of starting "
@@ -394,8 +398,8 @@ def train(
                       batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
-                      limit=limit, disk_cache=disk_cache, seed=seed, device=device, resume=resume,
-                      init=str(init) if init else None, keep=keep)
+                      limit=limit, disk_cache=disk_cache, seed=seed, device=device, workers=workers,
+                      resume=resume, init=str(init) if init else None, keep=keep)
     summary = run_training(cfg, progress=not as_json)
     if as_json:
         _emit_json({k: v for k, v in summary.items()})

@@ -96,12 +96,19 @@ def export_onnx(model: "LoadedModel", path: Path) -> Path:
     return path
 
 
+def onnx_has_cuda() -> bool:
+    """Whether this ONNX Runtime can run on a CUDA GPU (the plain ``onnxruntime`` wheel cannot)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def onnx_session(path: Path, device: str):
     """An ONNX Runtime session on the device's provider (CUDA when asked and present), quiet logs."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+    if device.startswith("cuda") and onnx_has_cuda():
         providers.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -127,6 +134,8 @@ class Embedder:
         self.fingerprint = self.model.fingerprint
         self.source = self.model.source
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if backend == "onnx" and self.device.startswith("cuda") and not onnx_has_cuda():
+            backend = "torch"  # the GPU through torch, not ONNX Runtime on the CPU beside it
         self.backend = backend
         self._session = None
         if backend == "onnx":

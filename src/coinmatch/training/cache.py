@@ -87,10 +87,11 @@ def cache_size(image_size: int) -> int:
 
 
 def load_cache(manifest: str | Path, size: int, type_column: str | None = None, dedupe: bool = True,
-               progress: bool = True, limit: int | None = None, disk: bool = True) -> TrainingCache:
+               progress: bool = True, limit: int | None = None, disk: bool = True, workers: int = 0) -> TrainingCache:
     """Read every image of a manifest (each row its own class) into memory at ``size`` px.
 
     With ``disk``, a cache prepared before from the same inputs is read back instead (see the module's notes).
+    ``workers``: processes that find and crop the coins (0: this one); the cache is the same either way.
     """
     entries = read_manifest(manifest, id_column=None)
     if type_column:
@@ -113,7 +114,7 @@ def load_cache(manifest: str | Path, size: int, type_column: str | None = None, 
             for s in cache.skipped:  # said on every run, as when the cache was built
                 log.warning("skipped: %s", s)
             return cache
-    cache = _build(manifest, faces, size, type_column, dedupe, progress)
+    cache = _build(manifest, faces, size, type_column, dedupe, progress, workers)
     if path is not None:
         _write(cache, path)
         prune(path.parent, budget, keep=path)
@@ -165,23 +166,50 @@ def prune(folder: Path, budget: int, keep: Path | None = None, stale_seconds: fl
     return deleted
 
 
-def _build(manifest, faces, size: int, type_column: str | None, dedupe: bool, progress: bool) -> TrainingCache:
+def _prepare(path: str, size: int, dedupe: bool) -> tuple[np.ndarray, str, str] | str:
+    """One photo's cached crop and its two duplicate keys, or the message of why it cannot be read."""
+    try:
+        rgb = load_rgb(path)
+    except CoinmatchError as exc:
+        return str(exc)
+    crop = prepare_array(rgb, path).crop
+    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_CUBIC)
+    if not dedupe:
+        return small, "", ""
+    # on the whole photo: the crop would move with the coin finder's jitter
+    return small, hashlib.sha1(rgb.tobytes()).hexdigest(), str(imagehash.phash(Image.fromarray(rgb), hash_size=8))
+
+
+def _prepared(paths: list[str], size: int, dedupe: bool, workers: int):
+    """``_prepare`` of every path, in order: in this process, or spread over ``workers`` processes."""
+    if workers <= 0 or len(paths) < 2:
+        return (_prepare(p, size, dedupe) for p in paths)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    def results():
+        # spawned, not forked: the parent may hold torch's and OpenCV's thread pools, which a fork can leave locked
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from pool.map(_prepare, paths, [size] * len(paths), [dedupe] * len(paths),
+                                chunksize=max(1, min(32, len(paths) // (4 * workers))))
+    return results()
+
+
+def _build(manifest, faces, size: int, type_column: str | None, dedupe: bool, progress: bool,
+           workers: int = 0) -> TrainingCache:
     images, types, names, skipped, dropped = [], [], [], [], []
     type_names: list[str] = []
     seen_pixels: dict[str, str] = {}
     seen_hash: dict[str, str] = {}
-    for entry, face in tqdm(faces, desc=f"caching {Path(manifest).name}", unit="img", disable=not progress):
-        try:
-            rgb = load_rgb(face.path)
-        except CoinmatchError as exc:  # said now, not only in the summary at the end of a long run
-            log.warning("skipped: %s", exc)
-            skipped.append(str(exc))
+    prepared = _prepared([str(face.path) for _, face in faces], size, dedupe, workers)
+    for (entry, face), result in tqdm(zip(faces, prepared), total=len(faces), desc=f"caching {Path(manifest).name}",
+                                      unit="img", disable=not progress):
+        if isinstance(result, str):  # said now, not only in the summary at the end of a long run
+            log.warning("skipped: %s", result)
+            skipped.append(result)
             continue
-        crop = prepare_array(rgb, str(face.path)).crop
-        small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_CUBIC)
-        if dedupe:  # on the whole photo: the crop would move with the coin finder's jitter
-            digest = hashlib.sha1(rgb.tobytes()).hexdigest()
-            ph = str(imagehash.phash(Image.fromarray(rgb), hash_size=8))
+        small, digest, ph = result
+        if dedupe:
             twin = seen_pixels.get(digest) or seen_hash.get(ph)
             if twin is not None:
                 dropped.append((face.relpath, twin))

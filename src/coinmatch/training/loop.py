@@ -194,7 +194,7 @@ def check_options(cfg: TrainConfig) -> None:
     at_least = {"--epochs": (cfg.epochs, 0), "--batch-size": (cfg.batch_size, 2), "--dim": (cfg.dim, 1),
                 "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1), "--stages": (cfg.stages, 1),
                 "--freeze-blocks": (cfg.freeze_blocks, 0), "--keep": (cfg.keep, 0),
-                "--whitening-views": (cfg.whitening_views, 1), "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
+                "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0), "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
     for name, (value, least) in at_least.items():
         if value < least:
             raise CoinmatchError(f"{name} must be {least} or more, not {value}")
@@ -274,7 +274,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     real = load_real_pairs(cfg.val_pairs, cfg.id_column, cfg.image_size) if cfg.val_pairs else None
     t = time.perf_counter()
     caches = [load_cache(m, cache_size(cfg.image_size), cfg.type_column, progress=progress, limit=cfg.limit,
-                         disk=cfg.disk_cache) for m in cfg.manifests]
+                         disk=cfg.disk_cache, workers=cfg.workers) for m in cfg.manifests]
     cache = TrainingCache.merge(caches)
     cache_seconds = time.perf_counter() - t
     if len(cache) < MIN_COINS:
@@ -425,7 +425,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 log.warning("early stop: no improvement for %d epochs", stale)
                 break
             if cfg.max_minutes and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-                log.warning("time budget of %.0f minutes spent", cfg.max_minutes)
+                log.warning("time budget of %g minutes spent", cfg.max_minutes)
                 break
     except KeyboardInterrupt:
         log.warning("interrupted in epoch %d: %s holds the best epoch so far (%d); --resume goes on after epoch %d",
