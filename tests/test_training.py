@@ -4,6 +4,7 @@ import csv
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,40 @@ def test_exact_and_perceptual_duplicates_are_dropped(tmp_path, demo_dir):
         w.writerows(rows)
     c = load_cache(tmp_path / "m.csv", 64, progress=False)
     assert len(c) == 2 and len(c.dropped_duplicates) == 2
+
+
+def test_worker_processes_build_the_same_cache_as_one(tmp_path, demo_dir, broken_files, caplog):
+    """--workers: the coins are found in other processes, and the cache (crops, order, duplicates, the photos
+    skipped and why) is the one a single process builds."""
+    from PIL import Image
+
+    photos = sorted((demo_dir / "catalogue").iterdir())[:9]
+    Image.open(photos[0]).save(tmp_path / "copy.png")  # a duplicate of the first, to be dropped in both
+    rows = [*map(str, photos[:5]), str(tmp_path / "copy.png"), str(broken_files["truncated"]), *map(str, photos[5:])]
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["image"], *([r] for r in rows)])
+    one = load_cache(tmp_path / "m.csv", 64, progress=False, disk=False)
+    with caplog.at_level("WARNING"):
+        spread = load_cache(tmp_path / "m.csv", 64, progress=False, disk=False, workers=2)
+    assert len(one) == 9 and np.array_equal(one.images, spread.images) and one.names == spread.names
+    assert one.dropped_duplicates == spread.dropped_duplicates == [(str(tmp_path / "copy.png"), str(photos[0]))]
+    assert len(spread.skipped) == 1 and spread.skipped == one.skipped and broken_files["truncated"].name in spread.skipped[0]
+    assert any(broken_files["truncated"].name in r.getMessage() for r in caplog.records)  # said while caching
+
+
+def test_training_needs_no_faiss(tmp_path, demo_dir):
+    """Training reads manifests and validates without the index library: a GPU machine may not have it."""
+    code = (
+        "import sys, json\n"
+        "sys.modules['faiss'] = None\n"  # import faiss now fails, as where it is not installed
+        "from coinmatch.training.loop import TrainConfig, train\n"
+        f"cfg = TrainConfig(manifests=[{str(demo_dir / 'catalogue.csv')!r}], out={str(tmp_path / 't.cm')!r}, "
+        "limit=16, epochs=1, image_size=64, batch_size=8, disk_cache=False)\n"
+        "s = train(cfg, progress=False)\n"
+        "print(json.dumps(s['history'][-1]['val_precision_at_1']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 0 <= json.loads(proc.stdout) <= 1 and (tmp_path / "t.cm").is_file()
 
 
 def test_training_cache_folder_keeps_to_its_budget_least_recently_used_first(tmp_path, demo_dir, monkeypatch):
@@ -232,6 +267,7 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
     ("batch_size", 1, "--batch-size must be 2 or more, not 1"),
     ("shrinkage", 0.0, "--shrinkage must be above 0"),
     ("limit", 0, "--limit must be 1 or more, not 0"),
+    ("workers", -1, "--workers must be 0 or more, not -1"),
     ("val_pairs", "nowhere.csv", "nowhere.csv: manifest not found"),
     ("device", "tpu", "--device tpu: choose cpu or cuda"),
     ("device", f"cuda:{torch.cuda.device_count()}", f"torch sees {torch.cuda.device_count()} CUDA GPU"),
