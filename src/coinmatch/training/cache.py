@@ -189,7 +189,8 @@ def _prepared(paths: list[str], size: int, dedupe: bool, workers: int):
 
     def results():
         # spawned, not forked: the parent may hold torch's and OpenCV's thread pools, which a fork can leave locked
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=cv2.setNumThreads, initargs=(1,)) as pool:  # one core each
             yield from pool.map(_prepare, paths, [size] * len(paths), [dedupe] * len(paths),
                                 chunksize=max(1, min(32, len(paths) // (4 * workers))))
     return results()
