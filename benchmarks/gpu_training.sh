@@ -7,16 +7,17 @@
 #
 #   DATA=../shared/data RESULTS=runs/gpu benchmarks/gpu_training.sh
 # Knobs (the figures in the README used the defaults): LIMIT (OCRE photos), MINUTES (cap of each gradient run),
-# EPOCHS, WORKERS (processes that find the coins and augment), DEVICE (cuda, or cpu for a quick check).
+# EPOCHS, WORKERS (processes that find the coins and augment), DEVICE (cuda, or cpu for a quick check), PY.
+# A quick check on CPU: DEVICE=cpu LIMIT=24 EPOCHS=1 MINUTES=1 WORKERS=2 RESULTS=/tmp/gputest (3 min).
 set -u
 DATA=${DATA:-../shared/data}
 RESULTS=${RESULTS:-runs/gpu}
 LIMIT=${LIMIT:-2000}
-MINUTES=${MINUTES:-2}
+MINUTES=${MINUTES:-1.8}
 EPOCHS=${EPOCHS:-30}
 WORKERS=${WORKERS:-12}
 DEVICE=${DEVICE:-cuda}
-PY=${PY:-python3}
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}  # the project's venv when there is one
 mkdir -p "$RESULTS"
 TRAIN=("$DATA/ancient-coins/ocre.csv" "$DATA/euro-coins/singles.csv" --type-column denomination --limit "$LIMIT"
        --device "$DEVICE" --workers "$WORKERS")
