@@ -194,7 +194,8 @@ def check_options(cfg: TrainConfig) -> None:
     at_least = {"--epochs": (cfg.epochs, 0), "--batch-size": (cfg.batch_size, 2), "--dim": (cfg.dim, 1),
                 "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1), "--stages": (cfg.stages, 1),
                 "--freeze-blocks": (cfg.freeze_blocks, 0), "--keep": (cfg.keep, 0),
-                "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0), "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
+                "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0),
+                "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
     for name, (value, least) in at_least.items():
         if value < least:
             raise CoinmatchError(f"{name} must be {least} or more, not {value}")
