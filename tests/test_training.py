@@ -70,6 +70,16 @@ def test_worker_processes_build_the_same_cache_as_one(tmp_path, demo_dir, broken
     assert any(broken_files["truncated"].name in r.getMessage() for r in caplog.records)  # said while caching
 
 
+def test_workers_that_cannot_start_leave_the_cache_to_this_process(tmp_path, demo_dir):
+    """A program piped on standard input cannot be loaded by spawned workers: the cache is built all the same."""
+    code = ("from coinmatch.training.cache import load_cache\n"
+            f"c = load_cache({str(demo_dir / 'catalogue.csv')!r}, 48, progress=False, disk=False, limit=6, workers=2)\n"
+            "print(len(c))\n")
+    proc = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "6" and "finding the remaining 6 coins in this process" in proc.stderr
+
+
 def test_training_needs_no_faiss(tmp_path, demo_dir):
     """Training reads manifests and validates without the index library: a GPU machine may not have it."""
     code = (

@@ -186,13 +186,23 @@ def _prepared(paths: list[str], size: int, dedupe: bool, workers: int):
         return (_prepare(p, size, dedupe) for p in paths)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     def results():
-        # spawned, not forked: the parent may hold torch's and OpenCV's thread pools, which a fork can leave locked
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=cv2.setNumThreads, initargs=(1,)) as pool:  # one core each
-            yield from pool.map(_prepare, paths, [size] * len(paths), [dedupe] * len(paths),
-                                chunksize=max(1, min(32, len(paths) // (4 * workers))))
+        done = 0
+        try:
+            # spawned, not forked: the parent may hold torch's and OpenCV's thread pools, which a fork can leave
+            # locked; one OpenCV thread each
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+                for result in pool.map(_prepare, paths, [size] * len(paths), [dedupe] * len(paths),
+                                       chunksize=max(1, min(32, len(paths) // (4 * workers)))):
+                    yield result
+                    done += 1
+        except BrokenProcessPool as exc:  # e.g. a program read from standard input, which spawned workers cannot load
+            log.warning("the worker processes stopped (%s); finding the remaining %d coins in this process",
+                        exc, len(paths) - done)
+            yield from (_prepare(p, size, dedupe) for p in paths[done:])
     return results()
 
 
