@@ -37,8 +37,6 @@ from coinmatch.prepare import prepare_array
 
 log = logging.getLogger(__name__)
 
-MARGIN = 0.04  # crop_coin's margin: the coin's radius in a crop of side S is S / 2 / (1 + MARGIN)
-
 
 @dataclass
 class TrainingCache:
