@@ -224,7 +224,8 @@ def check_device(device: str | None) -> None:
 # what a checkpoint's run is made of: resuming with any of these changed would mix two runs in one model
 RUN_OPTIONS = ("loss", "backbone", "weights", "dim", "image_size", "grey", "rotations", "stages", "rings", "disc",
                "mask", "contrast", "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining",
-               "margin", "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init", "keep")
+               "margin", "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init",
+               "keep")
 
 
 def resume_state(cfg: TrainConfig, device: str) -> dict | None:
