@@ -79,6 +79,13 @@ def project(net, v: np.ndarray) -> np.ndarray:
         return net.project(torch.from_numpy(np.ascontiguousarray(v))).numpy()
 
 
+def pooled_and_cyclic(net, cat: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Queries x entries, from per-angle descriptors (N x angles x D, unit length): the pooled cosine (the
+    angles' mean through the model's whitening and head) and the cyclic one (the best shift of the angles)."""
+    pooled = project(net, unit(q.mean(axis=1))) @ project(net, unit(cat.mean(axis=1))).T
+    return pooled, cyclic_similarity(project(net, q), project(net, cat))
+
+
 def reranked(first: np.ndarray, second: np.ndarray, k: int) -> np.ndarray:
     """``second``'s scores for each query's top k by ``first``; every other entry below them."""
     top = np.argsort(-first, axis=1)[:, :k]
@@ -106,12 +113,9 @@ def study(model, d: dict) -> list[dict]:
     rows = []
     for test in TESTS:
         cat = unit(d[f"{test}:cat"])
-        pooled_cat, angle_cat = project(net, unit(cat.mean(axis=1))), project(net, cat)
         true = d[f"{test}:true"]
         for form in FORMS:
-            q = unit(d[f"{test}:{form}"])
-            pooled = project(net, unit(q.mean(axis=1))) @ pooled_cat.T
-            aligned = cyclic_similarity(project(net, q), angle_cat)
+            pooled, aligned = pooled_and_cyclic(net, cat, unit(d[f"{test}:{form}"]))
             methods = {"pooled (search now)": pooled, "cyclic": aligned, "pooled + cyclic": pooled + aligned,
                        "cyclic re-rank of pooled top 20": reranked(pooled, aligned, 20),
                        "cyclic re-rank of pooled top 100": reranked(pooled, aligned, 100),

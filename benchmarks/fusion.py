@@ -17,18 +17,15 @@ import argparse
 
 import numpy as np
 
-from aligned import FORMS, TESTS, project, scores
+from aligned import FORMS, TESTS, pooled_and_cyclic, scores
 from common import WORK, format_table, save_results, unit
-from coinmatch.align import cyclic_similarity
 from coinmatch.models.modelfile import load_model
 
 
 def search_scores(model, d: dict, test: str, form: str) -> np.ndarray:
     """Queries x entries: (pooled cosine + aligned cosine) / 2, the model as search scores its shortlist."""
-    net = model.network.eval()
-    cat, q = unit(d[f"{test}:cat"]), unit(d[f"{test}:{form}"])
-    pooled = project(net, unit(q.mean(axis=1))) @ project(net, unit(cat.mean(axis=1))).T
-    return (pooled + cyclic_similarity(project(net, q), project(net, cat))) / 2
+    pooled, cyclic = pooled_and_cyclic(model.network.eval(), unit(d[f"{test}:cat"]), unit(d[f"{test}:{form}"]))
+    return (pooled + cyclic) / 2
 
 
 def main() -> None:
