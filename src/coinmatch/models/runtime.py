@@ -119,22 +119,24 @@ class Embedder:
     """Vectors for coin crops with a loaded model, through ONNX Runtime or torch."""
 
     def __init__(self, model: "LoadedModel | str | None" = None, backend: str = "onnx", device: str | None = None,
-                 batch_size: int = 32, onnx_file: Path | None = None):
-        """``onnx_file``: export there, afresh (a network that is still changing, as in training's validation),
+                 batch_size: int | None = None, onnx_file: Path | None = None):
+        """``batch_size``: the backbone's batch (photos x angles); by default 32, and 512 on a CUDA GPU.
+        ``onnx_file``: export there, afresh (a network that is still changing, as in training's validation),
         instead of once into the shared cache under the model's fingerprint."""
         import torch
 
         from coinmatch.models.modelfile import LoadedModel, load_model
 
         self.model = model if isinstance(model, LoadedModel) else load_model(model)
-        self.batch_size = batch_size_for(self.model.config.rotations, batch_size)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        gpu = self.device.startswith("cuda")
+        self.batch_size = batch_size_for(self.model.config.rotations, batch_size or (512 if gpu else 32))
         self.size = self.model.config.image_size
         self.dim = self.model.dim
         self.rotations = int(self.model.config.rotations)
         self.fingerprint = self.model.fingerprint
         self.source = self.model.source
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if backend == "onnx" and self.device.startswith("cuda") and not onnx_has_cuda():
+        if backend == "onnx" and gpu and not onnx_has_cuda():
             backend = "torch"  # the GPU through torch, not ONNX Runtime on the CPU beside it
         self.backend = backend
         self._session = None

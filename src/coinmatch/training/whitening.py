@@ -71,8 +71,7 @@ def set_whitening(net: CoinEmbedder, projection: np.ndarray, mean: np.ndarray) -
 
 def descriptor_embedder(net: CoinEmbedder, config: ModelConfig, device: str) -> Embedder:
     """An embedder of the network as it is now: ONNX Runtime on CPU (4-5x faster than torch), torch on CUDA."""
-    return Embedder(LoadedModel(net.eval(), config, fingerprint_of(net, config), "training"), device=device,
-                    batch_size=512 if device.startswith("cuda") else 32)  # a GPU takes 32 photos x 16 angles
+    return Embedder(LoadedModel(net.eval(), config, fingerprint_of(net, config), "training"), device=device)
 
 
 def positive_pairs(cache, size: int, seed: int, views: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
