@@ -17,6 +17,12 @@ import numpy as np
 WORK_SIDE = 256  # detection runs on a copy whose longest side is this
 MIN_RADIUS = 0.1  # of the shorter side
 MIN_SUPPORT = 0.35  # fraction of the rim that must lie on an edge
+# A coin may leave the frame by this share of its radius: catalogue photos and close-ups crop tight. A circle's
+# rim outside the frame counts as unsupported, so a coin that leaves it must be seen well to win. Raised from
+# 0.15 after looking at every circle that moved in the real photo sets (benchmarks/finder.py):
+# 0.25 moves 8 of 1,781 euro and Wikimedia photos, 7 plainly onto the coin and none plainly off it, and no OCRE
+# circle; 0.35 let background circles win as well.
+MAX_LEAVE = 0.25
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,9 @@ def _edge_map(grey: np.ndarray) -> np.ndarray:
 
 
 def _inside_frame(x: float, y: float, r: float, w: int, h: int) -> bool:
-    """A coin lies (mostly) inside the photo: its circle may leave the frame by at most 15 % of the radius."""
-    return x - 0.85 * r >= 0 and y - 0.85 * r >= 0 and x + 0.85 * r <= w and y + 0.85 * r <= h
+    """A coin lies (mostly) inside the photo: its circle may leave the frame by at most ``MAX_LEAVE`` of its radius."""
+    k = 1 - MAX_LEAVE
+    return x - k * r >= 0 and y - k * r >= 0 and x + k * r <= w and y + k * r <= h
 
 
 def _rim_support(edges: np.ndarray, c: Circle, samples: int = 180) -> float:
