@@ -1,11 +1,13 @@
-"""Which circles the coin finder moves when the frame limit changes, on every real photo set, and a sheet to look at.
+"""Which circles a change of the coin finder moves, on every real photo set, and a sheet to look at.
 
-    .venv/bin/python benchmarks/finder.py [--leave 0.15 0.25] [--ocre 1500] [--name finder]
+    .venv/bin/python benchmarks/finder.py [--change leave|outer] [--leave 0.15] [--ocre 1500] [--name finder-CHANGE]
 
-The coin finder lets a coin leave the frame by at most ``segment.MAX_LEAVE`` of its radius. There is no ground
+Two changes can be compared with the finder as it is: ``leave``, the frame limit (a coin may leave the frame by
+``segment.MAX_LEAVE`` of its radius; compared with ``--leave``, 0.15 before), and ``outer``, the search for the
+outer ring of a bimetallic coin about a circle that won (compared with the finder without it). There is no ground
 truth for the circles, so this finds every photo whose circle moves (centre or radius by more than 5 % of the
-radius) between two limits and draws both circles on it: the first limit in red, the second in green, on a sheet
-a person checks by eye (out/benchmarks/finder-LEAVE.png, numbered as in the results file). Photo sets: the euro
+radius) and draws both circles on it, the finder without the change in red and as it is in green, on a sheet a
+person checks by eye (out/benchmarks/finder-CHANGE.png, numbered as in the results file). Photo sets: the euro
 pairs, the pair-denominations crops, the euro singles, the Wikimedia photos and every ``--ocre``-th OCRE image
 (seeded sample; 0 for none). It also times the finder per photo.
 """
@@ -41,13 +43,17 @@ def photo_sets(ocre: int) -> dict[str, list[Path]]:
     return sets
 
 
-def locate(rgb: np.ndarray, leave: float) -> segment.CoinLocation:
-    kept = segment.MAX_LEAVE
-    segment.MAX_LEAVE = leave
+def locate_without(rgb: np.ndarray, change: str, leave: float) -> segment.CoinLocation:
+    """The finder as it was before ``change``."""
+    kept = segment.MAX_LEAVE, segment._outer_ring
+    if change == "leave":
+        segment.MAX_LEAVE = leave
+    else:
+        segment._outer_ring = lambda *_: None
     try:
         return segment.locate_coin(rgb)
     finally:
-        segment.MAX_LEAVE = kept
+        segment.MAX_LEAVE, segment._outer_ring = kept
 
 
 def moved(a: segment.CoinLocation, b: segment.CoinLocation) -> bool:
@@ -75,37 +81,39 @@ def sheet(changed: list[tuple[Path, np.ndarray, segment.CoinLocation, segment.Co
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--leave", type=float, nargs=2, default=[0.15, segment.MAX_LEAVE], metavar=("FROM", "TO"),
-                    help="the two frame limits compared (share of the radius)")
+    ap.add_argument("--change", choices=["leave", "outer"], default="outer", help="the change looked at")
+    ap.add_argument("--leave", type=float, default=0.15, help="with --change leave: the frame limit before")
     ap.add_argument("--ocre", type=int, default=1500, help="OCRE images sampled (seed 0); 0 for none")
-    ap.add_argument("--name", default="finder", help="results file name in benchmarks/results/")
+    ap.add_argument("--name", default=None, help="results file name in benchmarks/results/ (finder-CHANGE)")
     args = ap.parse_args()
-    first, second = args.leave
+    name = args.name or f"finder-{args.change}"
     rows, changed = [], []
     for set_name, paths in photo_sets(args.ocre).items():
         seconds, n_moved = 0.0, 0
         for path in paths:
             rgb = load_rgb(path)
+            a = locate_without(rgb, args.change, args.leave)
             t = time.perf_counter()
-            a = locate(rgb, first)
+            b = segment.locate_coin(rgb)
             seconds += time.perf_counter() - t
-            b = locate(rgb, second)
             if moved(a, b):
                 n_moved += 1
                 changed.append((path, rgb, a, b))
         rows.append({"set": set_name, "photos": len(paths), "moved": n_moved,
                      "ms_per_photo": 1000 * seconds / max(1, len(paths))})
         print(f"{set_name}: {n_moved} of {len(paths)} circles moved", flush=True)
-    out = WORK / f"finder-{second:g}.png"
+    out = WORK / f"{name}.png"
     sheet(changed, out)
     listing = "\n".join(f"{k:3d} {p.relative_to(DATA)}: {a.method} r={a.circle.r:.0f} -> {b.method} "
                         f"r={b.circle.r:.0f}" for k, (p, _, a, b) in enumerate(changed))
-    text = (f"frame limit {first:g} (red) -> {second:g} (green) of the radius\n"
+    before = (f"frame limit {args.leave:g} of the radius" if args.change == "leave"
+              else "no search for a bimetallic coin's outer ring")
+    text = (f"red: {before}; green: the finder as it is (frame limit {segment.MAX_LEAVE:g}, outer ring search)\n"
             + format_table(rows, [("set", "set", "<24"), ("photos", "photos", ">7"), ("moved", "moved", ">6"),
                                   ("ms_per_photo", "ms/photo", "9.1f")])
             + f"\n\nmoved circles (drawn on {out.relative_to(WORK.parent.parent)}):\n{listing}")
     print(text)
-    save_results(args.name, [{**r} for r in rows] + [{"moved": str(p.relative_to(DATA)), "from": a.circle.__dict__,
+    save_results(name, [{**r} for r in rows] + [{"moved": str(p.relative_to(DATA)), "from": a.circle.__dict__,
                                                       "to": b.circle.__dict__} for p, _, a, b in changed], text)
 
 

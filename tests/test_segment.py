@@ -46,6 +46,19 @@ def test_finds_coins_that_leave_the_frame(demo_dir):
     assert found >= 45, found  # 52 of 60 when measured
 
 
+def test_a_bimetallic_coin_is_found_by_its_outer_ring(demo_dir, monkeypatch):
+    """This 1 euro's inner disc wins Hough's vote alone; the ring about it, as well seen, takes its place."""
+    from coinmatch import segment
+
+    rgb = load_rgb(demo_dir / "catalogue" / "d-IMG_4199_13.jpg")  # 150 px, the coin nearly fills it
+    outer = locate_coin(rgb).circle
+    assert 0.4 * 150 < outer.r < 0.5 * 150
+    monkeypatch.setattr(segment, "_outer_ring", lambda *_: None)
+    inner = locate_coin(rgb).circle
+    assert 1.3 < outer.r / inner.r < 1.5  # 1 euro: 23.25 mm across, its inner disc 16.25 mm
+    assert np.hypot(outer.x - inner.x, outer.y - inner.y) < 0.05 * outer.r
+
+
 def test_falls_back_to_the_whole_image_and_says_so():
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
