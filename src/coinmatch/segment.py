@@ -69,8 +69,8 @@ def _edge_map(grey: np.ndarray) -> np.ndarray:
 
 def _inside_frame(x: float, y: float, r: float, w: int, h: int) -> bool:
     """A coin lies (mostly) inside the photo: its circle may leave the frame by at most ``MAX_LEAVE`` of its radius."""
-    k = 1 - MAX_LEAVE
-    return x - k * r >= 0 and y - k * r >= 0 and x + k * r <= w and y + k * r <= h
+    k = 1 - MAX_LEAVE  # numbers or arrays of them
+    return (x - k * r >= 0) & (y - k * r >= 0) & (x + k * r <= w) & (y + k * r <= h)
 
 
 def _rim_support(edges: np.ndarray, c: Circle, samples: int = 180) -> float:
@@ -116,8 +116,7 @@ def _outer_ring(grey: np.ndarray, edges: np.ndarray, c: Circle) -> tuple[Circle,
     shifts = np.arange(-OUTER_SLACK, OUTER_SLACK + 1, 1.0)
     dx, dy, rs = np.meshgrid(shifts, shifts, np.arange(c.r * OUTER_RATIO[0], c.r * OUTER_RATIO[1], 1.0))
     xs, ys, rs = c.x + dx.ravel(), c.y + dy.ravel(), rs.ravel()
-    k = 1 - MAX_LEAVE
-    fits = (xs - k * rs >= 0) & (ys - k * rs >= 0) & (xs + k * rs <= w) & (ys + k * rs <= h)
+    fits = _inside_frame(xs, ys, rs, w, h)
     if not fits.any():
         return None
     xs, ys, rs = xs[fits], ys[fits], rs[fits]
