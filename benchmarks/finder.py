@@ -8,8 +8,8 @@ outer ring of a bimetallic coin about a circle that won (compared with the finde
 truth for the circles, so this finds every photo whose circle moves (centre or radius by more than 5 % of the
 radius) and draws both circles on it, the finder without the change in red and as it is in green, on a sheet a
 person checks by eye (out/benchmarks/finder-CHANGE.png, numbered as in the results file). Photo sets: the euro
-pairs, the pair-denominations crops, the euro singles, the Wikimedia photos and every ``--ocre``-th OCRE image
-(seeded sample; 0 for none). It also times the finder per photo.
+pairs, the pair-denominations crops, the euro singles, the Wikimedia photos and ``--ocre`` OCRE images drawn at
+random (seed 0; 0 for none). It also times the finder as it is, per photo.
 """
 
 from __future__ import annotations
