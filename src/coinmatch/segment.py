@@ -107,11 +107,12 @@ def _ring_support(edges: np.ndarray, grad: tuple[np.ndarray, np.ndarray], xs: np
     return support, cover
 
 
-def _outer_ring(grey: np.ndarray, edges: np.ndarray, c: Circle) -> tuple[Circle, float] | None:
-    """The outer ring of a bimetallic coin whose inner disc is ``c``, if one is seen (see OUTER_RATIO)."""
-    h, w = grey.shape
-    blurred = cv2.GaussianBlur(grey, (5, 5), 1.5).astype(np.float32)
-    grad = cv2.Sobel(blurred, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(blurred, cv2.CV_32F, 0, 1, ksize=3)
+def _outer_ring(blurred: np.ndarray, edges: np.ndarray, c: Circle) -> tuple[Circle, float] | None:
+    """The outer ring of a bimetallic coin whose inner disc is ``c``, if one is seen (see OUTER_RATIO).
+    ``blurred``: the grey working copy as Hough saw it."""
+    h, w = blurred.shape
+    smooth = blurred.astype(np.float32)
+    grad = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
     inner, _ = _ring_support(edges, grad, np.array([c.x]), np.array([c.y]), np.array([c.r]))
     shifts = np.arange(-OUTER_SLACK, OUTER_SLACK + 1, 1.0)
     dx, dy, rs = np.meshgrid(shifts, shifts, np.arange(c.r * OUTER_RATIO[0], c.r * OUTER_RATIO[1], 1.0))
@@ -151,7 +152,7 @@ def _hough(grey: np.ndarray, edges: np.ndarray) -> tuple[Circle, float] | None:
         return None
     good = [(c, s) for c, s in scored if s >= 0.75 * best]
     chosen = max(good, key=lambda cs: cs[0].r)
-    return _outer_ring(grey, edges, chosen[0]) or chosen
+    return _outer_ring(blurred, edges, chosen[0]) or chosen
 
 
 def _contour(grey: np.ndarray) -> tuple[Circle, float] | None:
