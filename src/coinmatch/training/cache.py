@@ -180,8 +180,11 @@ def _prepare(path: str, size: int, dedupe: bool) -> tuple[np.ndarray, str, str] 
 
 def _prepared(paths: list[str], size: int, dedupe: bool, workers: int):
     """``_prepare`` of every path, in order: in this process, or spread over ``workers`` processes."""
+    def here(rest: list[str]):
+        return (_prepare(p, size, dedupe) for p in rest)
+
     if workers <= 0 or len(paths) < 2:
-        return (_prepare(p, size, dedupe) for p in paths)
+        return here(paths)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -200,7 +203,7 @@ def _prepared(paths: list[str], size: int, dedupe: bool, workers: int):
         except BrokenProcessPool as exc:  # e.g. a program read from standard input, which spawned workers cannot load
             log.warning("the worker processes stopped (%s); finding the remaining %d coins in this process",
                         exc, len(paths) - done)
-            yield from (_prepare(p, size, dedupe) for p in paths[done:])
+            yield from here(paths[done:])
     return results()
 
 
