@@ -28,12 +28,11 @@ import torch
 from torch import nn
 
 from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, stored_descriptors,
-                    study_arguments, training_views, unit)
+                    study_arguments, study_embedder, training_views, unit)
 from coinmatch.evaluation.protocol import load_query_images
-from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network
+from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.network import RING_PARTS as PARTS
 from coinmatch.models.network import CoinEmbedder, pool_weights, weighted_gem
-from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import learned_whitening
 
@@ -58,9 +57,7 @@ class RingDescriptors(nn.Module):
 def ring_embedder(size: int):
     """``embed(crops, what)``: the crops' ring descriptors at ``size`` px through ONNX Runtime, timed aloud."""
     config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=ROTATIONS, image_size=size)
-    net = RingDescriptors(build_network(config).eval()).eval()
-    embedder = Embedder(LoadedModel(net, config, "rings-study", "study"), device="cpu",
-                        onnx_file=WORK / f"rings-study-{size}.onnx")
+    embedder = study_embedder(RingDescriptors(build_network(config).eval()).eval(), config, f"rings-study-{size}")
 
     def embed(crops, what):
         t = time.perf_counter()

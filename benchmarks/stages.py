@@ -24,10 +24,9 @@ import numpy as np
 import torch
 
 from common import (WORK, euro_crops, format_table, save_results, stored_descriptors, study_arguments,
-                    training_views, unit)
+                    study_embedder, training_views, unit)
 from coinmatch.evaluation.protocol import load_query_images
-from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
-from coinmatch.models.runtime import Embedder
+from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.prepare import prepare_array
 from coinmatch.training.whitening import learned_whitening
 
@@ -54,10 +53,7 @@ def stage_embedder(size: int):
     against torch by the package's Embedder), and the channel count of each stage."""
     config = ModelConfig(backbone="efficientnet_lite0", grey=True, rotations=16, image_size=size, stages=len(STAGES))
     module = StageDescriptors(config).eval()
-    embedder = Embedder(LoadedModel(module, config, fingerprint_of(module, config), "benchmarks/stages.py"),
-                        device="cpu", onnx_file=WORK / f"stages-{size}.onnx")
-    if embedder.backend != "onnx":
-        raise RuntimeError("the stage descriptors did not export to ONNX (see the warning above)")
+    embedder = study_embedder(module, config, f"stages-{size}")
 
     def embed(crops: list[np.ndarray], what: str) -> np.ndarray:
         t = time.perf_counter()
