@@ -116,7 +116,7 @@ def study_embedder(module, config, name: str):
     """The package's Embedder (ONNX Runtime, checked against torch) over a study's own network ``module``,
     which pools its angles itself and gives no angle vectors: the export is told one angle, and the batch
     holds 2 photos, as the models of 16 angles do. Exported afresh to out/benchmarks/NAME.onnx; an export that
-    fails is an error, not a silent fall back to torch (about 4 times slower)."""
+    fails is an error, not a silent fall back to torch (about half the speed on 2 cores)."""
     from dataclasses import replace
 
     from coinmatch.models.modelfile import LoadedModel, fingerprint_of
