@@ -78,7 +78,7 @@ class Fit:
         groups = [np.flatnonzero(types == t) for t in np.unique(types)]
         groups = [g for g in groups if len(g) > 1]
         rand = [(p, np.roll(p, 1)) for g in groups for p in (rng.permutation(g) for _ in range(PER_COIN))]
-        base = unit(wx @ self.second(self.pca, DIM).T)
+        base = unit((x - self.mean) @ self.second(self.pca, DIM).T)  # the PCA second step: the recipe
         hard = []
         for g in groups:
             s = base[g] @ base[g].T
