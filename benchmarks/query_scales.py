@@ -8,8 +8,8 @@ could cost the embedding its first place:
     others (about 10 % apart), and a coin that leaves the frame is cropped from less than its whole disc;
   - resolution: the query is shrunk to 128 px (its coin crop 73-125 px), the catalogue photo is sharp.
 On both real same-coin tests, the euro pairs (benchmarks/common.py) and the euro singles' mined pairs
-(benchmarks/singles_pairs.py, the same sets and draws), with the model's score as search gives it ((pooled cosine + aligned
-cosine) / 2, every entry scored), this study scores:
+(benchmarks/singles_pairs.py, the same sets and draws), with the model's score as search gives it ((pooled
+cosine + aligned cosine) / 2, every entry scored), this study scores:
   - each query cropped from its found circle with the radius times 0.85 ... 1.15 (padded where the crop leaves
     the photo), alone, and the best (max) or the mean over 3, 2 or all 7 of those crops: a search over
     scales at query time;
@@ -18,7 +18,7 @@ cosine) / 2, every entry scored), this study scores:
     resolution like the query's.
 It reports recall@1 and @5, the open-set ROC AUC and TPR at 1 % FPR (benchmarks/aligned.py's), and the
 euro queries not ranked first with their ranks (of the singles' queries, how many). The vectors (ONNX Runtime,
-about 25 min on 2 cores) are kept in out/benchmarks/ (``--reuse``).
+about 30 min on 2 cores) are kept in out/benchmarks/ (``--reuse``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from singles_pairs import real_test
 from coinmatch.align import cyclic_similarity
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.runtime import Embedder
-from coinmatch.segment import Circle, crop_coin, locate_coin
+from coinmatch.segment import Circle, CoinLocation, crop_coin, locate_coin
 
 FORMS = ("photo", "catalogue-like")
 FACTORS = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)
@@ -46,15 +46,15 @@ TESTS = {"euro": "euro pairs (84)", "singles": "singles pairs"}
 
 
 def real_sets(test: str) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], np.ndarray, np.ndarray]:
-    """One real test: its catalogue's coin crops, its query photos in both forms, each query's catalogue index
-    and name (the singles' queries are not named: they are the second photos of mined pairs)."""
+    """One real test: its catalogue's coin crops, its query photos in both forms, each query's catalogue index,
+    and the queries' names (none for the singles': they are the second photos of mined pairs)."""
     if test == "euro":
         ids, cat, queries = euro_crops()
         true = np.array([np.flatnonzero(ids == q.true_id)[0] for q in queries])
         forms = {form: load_query_images(queries, form) for form in FORMS}
         return cat, forms, true, np.array([q.name.rsplit("/", 1)[-1] for q in queries])
     _, cat, forms, true = real_test()  # benchmarks/singles_pairs.py's sets and draws
-    return cat, forms, true, np.array([f"query {i}" for i in range(len(true))])
+    return cat, forms, true, np.array([], dtype=str)
 
 
 def extract(embedder: Embedder, test: str) -> dict[str, np.ndarray]:
@@ -75,9 +75,14 @@ def extract(embedder: Embedder, test: str) -> dict[str, np.ndarray]:
         out[f"{form}:crop side"] = np.array([crop_coin(im, loc, mask=False).shape[0]
                                              for im, loc in zip(images, found)])
         for f in FACTORS:
-            embed(f"{form}x{f}", [crop_coin(im, replace(loc, circle=Circle(loc.circle.x, loc.circle.y, loc.circle.r * f)),
-                                            mask=False) for im, loc in zip(images, found)])
+            embed(f"{form}x{f}", [crop_coin(im, rescaled(loc, f), mask=False) for im, loc in zip(images, found)])
     return out
+
+
+def rescaled(loc: CoinLocation, factor: float) -> CoinLocation:
+    """The found coin with its circle's radius times ``factor``, about the same centre."""
+    c = loc.circle
+    return replace(loc, circle=Circle(c.x, c.y, c.r * factor))
 
 
 def score(d: dict[str, np.ndarray], query: str, cat: str) -> np.ndarray:
@@ -87,10 +92,11 @@ def score(d: dict[str, np.ndarray], query: str, cat: str) -> np.ndarray:
 
 def row(d: dict[str, np.ndarray], form: str, method: str, S: np.ndarray) -> dict:
     rank = (S > S[np.arange(len(S)), d["true"]][:, None]).sum(1) + 1
-    missed = [f"{n.removesuffix('_b.jpg')} {r}" for n, r in zip(d["names"], rank) if r > 1]
-    named = not str(d["names"][0]).startswith("query ")
-    return {"test": d["test"], "form": form, "method": method, **scores(S, d["true"]),
-            "misses": ", ".join(missed) if named else f"{len(missed)} queries"}
+    if len(d["names"]):
+        misses = ", ".join(f"{n.removesuffix('_b.jpg')} {r}" for n, r in zip(d["names"], rank) if r > 1)
+    else:
+        misses = f"{int((rank > 1).sum())} queries"
+    return {"test": d["test"], "form": form, "method": method, **scores(S, d["true"]), "misses": misses}
 
 
 def study(d: dict[str, np.ndarray]) -> list[dict]:
