@@ -10,7 +10,8 @@ mines "a similar coin of a different class" as the negative. The catalogue-like 
 coins among others of their design, so this study takes the second step from the covariance of differences
 between coins of the same type (the training manifests' `denomination`): drawn at random, or each coin's 3
 nearest of its type (hard), mixed with the PCA's covariance (each scaled to unit trace) by a weight alpha.
-Random pairs of any type are the control; 256 and 1024 dimensions are looked at too.
+Random pairs of any type are the control; 256 and 1024 dimensions are looked at too. ``--types legend`` groups
+the OCRE coins finer, by face and legend (the ruler's titles), since one denomination spans many designs.
 
 Descriptors: the recipe's (grey ImageNet Lite0, 16 angles, GeM over the whole last map and three rings,
 benchmarks/rings.py) of the recipe's training set (the first ``--limit`` OCRE rows and the euro singles, less
@@ -23,6 +24,7 @@ cores, kept in out/benchmarks/ (``--reuse``); the fits take about 4 min.
 from __future__ import annotations
 
 import argparse
+import csv
 
 import numpy as np
 
@@ -45,7 +47,7 @@ def extract(limit: int) -> dict[str, np.ndarray]:
     cache = TrainingCache.merge([load_cache(m, cache_size(SIZE), "denomination", limit=n) for m, n in manifests])
     train, val = split_validation(cache, TrainConfig.val_fraction, TrainConfig.val_max, TrainConfig.seed)
     cat_ids, cat_crops, queries = euro_crops()
-    out = {"types": np.array([str(t) for t in train.types]), "cat_ids": cat_ids,
+    out = {"types": np.array([str(t) for t in train.types]), "names": np.array(train.names), "cat_ids": cat_ids,
            "q_ids": np.array([q.true_id for q in queries]), "cat": embed(cat_crops, "euro catalogue")}
     for form in ("photo", "catalogue-like"):
         images = load_query_images(queries, form, seed=0)
@@ -118,9 +120,22 @@ def scores(v: dict[str, np.ndarray], d: dict[str, np.ndarray], projection: np.nd
     return out
 
 
-def study(d: dict[str, np.ndarray]) -> list[dict]:
+def legend_types(d: dict[str, np.ndarray]) -> np.ndarray:
+    """A finer type for the OCRE coins: the face and its legend's first part (the ruler's titles, before the
+    description), so that coins of one design group together; the euro singles keep their denomination, whose
+    common side is one design in every country."""
+    with open(DATA / "ancient-coins" / "ocre.csv", encoding="utf-8") as f:
+        rows = {r["image"]: r for r in csv.DictReader(f)}
+    out = []
+    for name, kind in zip(d["names"], d["types"]):
+        r = rows.get(str(name))
+        out.append(f"{r['side']}: {r['legend'].split(':')[0].strip()}" if r else f"euro {kind}")
+    return np.array(out)
+
+
+def study(d: dict[str, np.ndarray], types: np.ndarray) -> list[dict]:
     v = variant(d, VARIANTS["whole + rings (--rings)"])
-    fit = Fit(v, d["types"])
+    fit = Fit(v, types)
     rows = [{"second step": "PCA of all whitened descriptors (the recipe)", "dim": DIM,
              **scores(v, d, fit.second(fit.pca, DIM), fit.mean)}]
     for negatives in fit.negatives:
@@ -138,14 +153,20 @@ def study(d: dict[str, np.ndarray]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=2000, help="OCRE rows read, as the recipe's --limit")
+    ap.add_argument("--types", choices=("denomination", "legend"), default="denomination",
+                    help="what makes two coins of one type: the manifests' denomination, or (OCRE) face and legend")
     ap.add_argument("--reuse", action="store_true", help="read the descriptors of an earlier run back")
     ap.add_argument("--name", default="whitening-negatives", help="results file name in benchmarks/results/")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     d, how = stored_descriptors(WORK / f"whitening-negatives-{args.limit}.npz", args.reuse,
                                 lambda: extract(args.limit))
-    print(f"ring descriptors {how}; {len(d['x'])} training coins of {len(np.unique(d['types']))} types", flush=True)
-    rows = study(d)
+    print(f"ring descriptors {how}; {len(d['x'])} training coins", flush=True)
+    types = legend_types(d) if args.types == "legend" else d["types"]
+    groups = np.unique(types, return_counts=True)[1]
+    print(f"{args.types}: {len(groups)} types, {int((groups > 1).sum())} of them with 2 coins or more "
+          f"({int(groups[groups > 1].sum())} coins)", flush=True)
+    rows = study(d, types)
     columns = [("second step", "second step", "<46"), ("dim", "dim", ">5"), ("val P@1", "val P@1", "8.3f"),
                ("photo R@1", "photo R@1", "10.3f"), ("photo R@5", "R@5", "6.3f"),
                ("catalogue-like R@1", "cat-like R@1", "13.3f"), ("catalogue-like R@5", "R@5", "6.3f")]
