@@ -122,8 +122,8 @@ def scores(v: dict[str, np.ndarray], d: dict[str, np.ndarray], projection: np.nd
 
 def legend_types(d: dict[str, np.ndarray]) -> np.ndarray:
     """A finer type for the OCRE coins: the face and its legend's first part (the ruler's titles, before the
-    description), so that coins of one design group together; the euro singles keep their denomination, whose
-    common side is one design in every country."""
+    description), a rough stand-in for the design, which the manifest does not give; the euro singles keep their
+    denomination, whose common side is one design in every country."""
     with open(DATA / "ancient-coins" / "ocre.csv", encoding="utf-8") as f:
         rows = {r["image"]: r for r in csv.DictReader(f)}
     out = []
