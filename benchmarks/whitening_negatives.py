@@ -35,7 +35,7 @@ from coinmatch.prepare import prepare_array
 from coinmatch.training.cache import TrainingCache, cache_size, load_cache
 from coinmatch.training.loop import TrainConfig, split_validation
 from coinmatch.training.validate import fixed_views
-from coinmatch.training.whitening import positive_pairs
+from coinmatch.training.whitening import leading_projection, pair_whitening, positive_pairs
 
 SIZE, VIEWS, DIM, SHRINKAGE = 224, 2, 512, 0.1
 PER_COIN = 3  # negatives per coin: random ones of its type, or its nearest of its type
@@ -60,22 +60,14 @@ def extract(limit: int) -> dict[str, np.ndarray]:
 
 
 class Fit:
-    """The first step (whitening by the positive pairs' differences, as training/whitening.py) and the
+    """The first step (whitening by the positive pairs' differences: training/whitening.py's own) and the
     covariances the second step may take its directions from."""
 
     def __init__(self, v: dict[str, np.ndarray], types: np.ndarray, seed: int = 0):
-        x, y = v["x"].astype(np.float64), v["y"].astype(np.float64)
-        xs = np.tile(x, (VIEWS, 1))
-        both = np.concatenate([xs, y])
-        self.mean = both.mean(0)
-        diff = xs - y
-        cs = diff.T @ diff / len(diff)
-        cs = (1 - SHRINKAGE) * cs + SHRINKAGE * np.trace(cs) / len(cs) * np.eye(len(cs))
-        w, e = np.linalg.eigh(cs)
-        self.p1 = (e / np.sqrt(np.maximum(w, 1e-12))) @ e.T
-        white = (both - self.mean) @ self.p1.T
+        x = v["x"].astype(np.float64)
+        self.p1, self.mean, white = pair_whitening(np.tile(x, (VIEWS, 1)), v["y"], SHRINKAGE)
         self.pca = white.T @ white / len(white)
-        wx = (x - self.mean) @ self.p1.T
+        wx = white[:len(x)]  # the coins as they are (the first of the tiled copies)
         rng = np.random.default_rng(seed)
         groups = [np.flatnonzero(types == t) for t in np.unique(types)]
         groups = [g for g in groups if len(g) > 1]
@@ -100,8 +92,7 @@ class Fit:
 
     def second(self, cov: np.ndarray, dim: int) -> np.ndarray:
         """The projection: the first step, then the ``dim`` strongest directions of ``cov``."""
-        w, e = np.linalg.eigh(cov)
-        return e[:, np.argsort(-w)[:dim]].T @ self.p1
+        return leading_projection(cov, self.p1, dim)
 
     def mixed(self, negatives: str, alpha: float, dim: int = DIM) -> np.ndarray:
         cov = self.negatives[negatives]

@@ -32,20 +32,16 @@ from coinmatch.training.mining import mine_pairs
 log = logging.getLogger(__name__)
 
 
-def learned_whitening(x: np.ndarray, y: np.ndarray, dim: int, shrinkage: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Projection P (dim x D) and mean m from positive pairs (x_i, y_i): whitened = P (v - m).
-
-    P = V^T C_S^{-1/2}, C_S the covariance of the pair differences shrunk towards a scaled identity by
-    ``shrinkage`` (needed: fewer pairs than dimensions leave C_S singular), V the leading eigenvectors
-    of the covariance of all whitened descriptors.
-    """
+def pair_whitening(x: np.ndarray, y: np.ndarray, shrinkage: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first step of :func:`learned_whitening` from positive pairs (x_i, y_i): C_S^{-1/2} (D x D, C_S the
+    covariance of the pair differences shrunk towards a scaled identity by ``shrinkage``: fewer pairs than
+    dimensions leave it singular), the mean m of all descriptors, and every descriptor whitened, C_S^{-1/2} (v - m)
+    (x then y, float64)."""
     if x.shape != y.shape or x.ndim != 2:
         raise ValueError("x and y must be N x D arrays of the same shape")
-    d = x.shape[1]
-    if not 0 < dim <= d:
-        raise ValueError(f"whitening dimension must be between 1 and {d}, not {dim}")
     if not 0.0 < shrinkage <= 1.0:
         raise ValueError(f"shrinkage must be in (0, 1], not {shrinkage}")
+    d = x.shape[1]
     x, y = x.astype(np.float64), y.astype(np.float64)
     both = np.concatenate([x, y])
     mean = both.mean(axis=0)
@@ -54,10 +50,26 @@ def learned_whitening(x: np.ndarray, y: np.ndarray, dim: int, shrinkage: float =
     cs = (1 - shrinkage) * cs + shrinkage * np.trace(cs) / d * np.eye(d)
     w, v = np.linalg.eigh(cs)
     p1 = (v / np.sqrt(np.maximum(w, 1e-12))) @ v.T  # C_S^{-1/2}
-    white = (both - mean) @ p1.T
-    w2, v2 = np.linalg.eigh(white.T @ white / len(white))
-    order = np.argsort(-w2)[:dim]
-    return (v2[:, order].T @ p1).astype(np.float32), mean.astype(np.float32)
+    return p1, mean, (both - mean) @ p1.T
+
+
+def leading_projection(cov: np.ndarray, first: np.ndarray, dim: int) -> np.ndarray:
+    """``first`` followed by the ``dim`` strongest directions of ``cov`` (a covariance in the space ``first``
+    maps to): V^T first, V the leading eigenvectors (dim x D, float64)."""
+    w, v = np.linalg.eigh(cov)
+    return v[:, np.argsort(-w)[:dim]].T @ first
+
+
+def learned_whitening(x: np.ndarray, y: np.ndarray, dim: int, shrinkage: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Projection P (dim x D) and mean m from positive pairs (x_i, y_i): whitened = P (v - m).
+
+    P = V^T C_S^{-1/2} (:func:`pair_whitening`), V the leading eigenvectors of the covariance of all whitened
+    descriptors (:func:`leading_projection`).
+    """
+    if x.ndim == 2 and not 0 < dim <= x.shape[1]:
+        raise ValueError(f"whitening dimension must be between 1 and {x.shape[1]}, not {dim}")
+    p1, mean, white = pair_whitening(x, y, shrinkage)
+    return leading_projection(white.T @ white / len(white), p1, dim).astype(np.float32), mean.astype(np.float32)
 
 
 def set_whitening(net: CoinEmbedder, projection: np.ndarray, mean: np.ndarray) -> None:
