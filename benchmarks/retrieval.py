@@ -91,17 +91,19 @@ def baseline_rows(cat_csv, queries, images_by_form) -> list[dict]:
 
 def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
                    depths: tuple[int, ...] = (20,)) -> list[dict]:
-    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth. A
-    model of several angles is scored twice: as search does by default (its top 20, or the verified top ``depth``,
-    scored angle by angle too) and by the pooled cosine alone (``--no-align``)."""
+    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth. Each
+    model is scored as search does by default (its top 20, or the verified top ``depth``, scored again: angle by
+    angle where the model has angles, less half their local density), without the density (``--no-density``),
+    and, for a model of several angles, by the pooled cosine alone (``--no-align --no-density``). Each row is
+    named by the searcher's score (search.py: aligned-density, aligned, cosine-density, cosine)."""
     root = WORK / f"catalogue-{label.replace(' ', '_').replace('/', '_')}"
     build_catalogue(root, cat_csv, model=model, features=extract_features_blob if verify else None, progress=False)
-    searchers = [Searcher(root)]
+    searchers = [Searcher(root), Searcher(root, density=False)]
     if searchers[0].aligned:
-        searchers.append(Searcher(root, align=False))
+        searchers.append(Searcher(root, align=False, density=False))
     rows = []
     for searcher in searchers:
-        name = label + (", aligned" if searcher.aligned else ", pooled cosine only" if len(searchers) > 1 else "")
+        name = f"{label}, {searcher.scoring}"
         for form, images in images_by_form.items():
             for depth in (None,) + (tuple(depths) if verify else ()):
                 ev = evaluate(searcher, queries, images, verify=depth is not None, candidates=depth or 20)

@@ -17,6 +17,15 @@ SHARED = ROOT.parent / "shared" / "data"
 os.environ.setdefault("COINMATCH_CACHE", str(ROOT / ".cache" / "coinmatch"))
 
 
+def _four_angles():
+    from coinmatch.models.modelfile import ModelConfig
+
+    return ModelConfig(image_size=96, grey=True, rotations=4, trained=True)
+
+
+FOUR_ANGLES = _four_angles()
+
+
 def demo_rows(name: str) -> list[dict]:
     with open(DEMO / name, encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -53,6 +62,28 @@ def embedder(model):
     from coinmatch.models.runtime import Embedder
 
     return Embedder(model)
+
+
+@pytest.fixture(scope="session")
+def four_angle_model(tmp_path_factory) -> Path:
+    """A small grey model of four angles (96 px, ImageNet weights): one that gives angle vectors."""
+    from coinmatch.models.modelfile import build_network, save_model
+
+    path = tmp_path_factory.mktemp("model") / "four-angles.cm"
+    save_model(build_network(FOUR_ANGLES).eval(), FOUR_ANGLES, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def aligned_catalogue(tmp_path_factory, four_angle_model, demo_dir) -> Path:
+    """The 60 demo catalogue photos, built with the four-angle model (local features too). Copy it to change it."""
+    from coinmatch.catalog.build import build_catalogue
+    from coinmatch.verify import extract_features_blob
+
+    root = tmp_path_factory.mktemp("cat") / "aligned"
+    build_catalogue(root, demo_dir / "catalogue.csv", model=str(four_angle_model), progress=False,
+                    features=extract_features_blob)
+    return root
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:

@@ -18,33 +18,16 @@ from coinmatch.catalog.store import DB_NAME, Catalogue, CatalogueError
 from coinmatch.evaluation.calibrate import store_calibration
 from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
-from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
+from coinmatch.models.modelfile import build_network, load_model
 from coinmatch.models.runtime import Embedder, to_batch
 from coinmatch.prepare import prepare_photo
 from coinmatch.align import cyclic_similarity
 from coinmatch.search import Searcher
-from coinmatch.verify import extract_features_blob
 
-from conftest import demo_rows, write_manifest
+from conftest import FOUR_ANGLES, demo_rows, write_manifest
 
 BIN = str(Path(sys.executable).with_name("coinmatch"))
-CONFIG = ModelConfig(image_size=96, grey=True, rotations=4, trained=True)
-
-
-@pytest.fixture(scope="module")
-def four_angle_model(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "four-angles.cm"
-    save_model(build_network(CONFIG).eval(), CONFIG, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def aligned_catalogue(tmp_path_factory, four_angle_model, demo_dir) -> Path:
-    """The 60 demo catalogue photos, built with the four-angle model (local features too)."""
-    root = tmp_path_factory.mktemp("cat") / "aligned"
-    build_catalogue(root, demo_dir / "catalogue.csv", model=str(four_angle_model), progress=False,
-                    features=extract_features_blob)
-    return root
+CONFIG = FOUR_ANGLES  # the model of the four_angle_model and aligned_catalogue fixtures (conftest.py)
 
 
 def test_angle_vectors_turn_with_the_coin(pair_paths):
@@ -95,7 +78,9 @@ def test_a_catalogue_of_a_several_angle_model_is_searched_angle_by_angle(aligned
         assert info["angle_vectors"] == info["images"] == 60
         stored = cat.angle_vectors([0, 5])
     assert stored.shape == (2, 4, info["dim"]) and np.allclose(np.linalg.norm(stored, axis=2), 1, atol=2e-3)
-    aligned, pooled = Searcher(aligned_catalogue), Searcher(aligned_catalogue, align=False)
+    # the aligned score alone (local density, also taken off by default, is tested in test_density.py)
+    aligned, pooled = Searcher(aligned_catalogue, density=False), Searcher(aligned_catalogue, align=False,
+                                                                             density=False)
     assert (aligned.aligned, aligned.scoring, aligned.notes) == (True, "aligned", [])
     assert (pooled.aligned, pooled.scoring) == (False, "cosine")
     queries = [demo_dir / q["image"] for q in demo_rows("queries.csv")[:6]]
@@ -117,11 +102,13 @@ def test_search_json_reports_both_scores_and_no_align_the_cosine(aligned_catalog
                            text=True, timeout=300) for flag in ([], ["--no-align"])]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     with_angles, without = (json.loads(r.stdout)["results"] for r in runs)
-    assert all(set(m) >= {"score", "cosine", "aligned"} for m in with_angles)
-    assert all(m["score"] == pytest.approx((m["cosine"] + m["aligned"]) / 2, abs=2e-6) for m in with_angles)
-    assert all("aligned" not in m for m in without)
-    assert {m["id"]: m["score"] for m in without}.get(with_angles[0]["id"], with_angles[0]["cosine"]) == \
-        pytest.approx(with_angles[0]["cosine"], abs=2e-6)
+    assert all(set(m) >= {"score", "cosine", "aligned", "density"} for m in with_angles)
+    assert all(m["score"] == pytest.approx((m["cosine"] + m["aligned"]) / 2 - m["density"] / 2, abs=3e-6)
+               for m in with_angles)
+    assert all("aligned" not in m and "density" in m for m in without)
+    cosines = {m["id"]: m["score"] + m["density"] / 2 for m in without}  # by default less half the density
+    assert cosines.get(with_angles[0]["id"], with_angles[0]["cosine"]) == pytest.approx(with_angles[0]["cosine"],
+                                                                                       abs=3e-6)
 
 
 def test_a_catalogue_made_before_angle_vectors_falls_back_says_so_and_stays_consistent(
@@ -161,7 +148,7 @@ def test_evaluation_and_calibration_use_the_aligned_score(tmp_path, aligned_cata
             assert o.positive == pytest.approx(o.top[o.rank - 1].score)
             assert o.top[o.rank - 1].aligned is not None
     calibration = store_calibration(searcher, ev, 0.05)
-    assert calibration["scoring"] == "aligned"
+    assert calibration["scoring"] == "aligned-density"
     [res] = searcher.search([demo_dir / demo_rows("queries.csv")[0]["image"]])
     assert res.decision in ("match", "no_match")
     searcher.close()
@@ -185,10 +172,11 @@ def test_both_faces_are_each_scored_angle_by_angle(tmp_path, four_angle_model, p
     result = searcher.search_faces(faces, top_k=4)
     assert [m.score for m in result.results] == sorted((m.score for m in result.results), reverse=True)
     vectors, angles = searcher.embed([faces["obverse"].crop, faces["reverse"].crop])
-    for m in result.results:  # each face against the entry's face of its side, (cosine + aligned) / 2, then the mean
-        row = {side: r for r, side in searcher.catalogue.entry_rows(m.id)}
+    for m in result.results:  # each face against the entry's face of its side, (cosine + aligned) / 2 less half
+        row = {side: r for r, side in searcher.catalogue.entry_rows(m.id)}  # its density, then the mean
         per_face = [(float(searcher.catalogue.vectors([row[s]])[0] @ vectors[k])
                      + float(searcher.aligned_scores(angles[k], [row[s]])[0])) / 2
+                    - float(searcher.densities([row[s]])[0]) / 2
                     for k, s in enumerate(("obverse", "reverse"))]
         assert m.score == pytest.approx(np.mean(per_face), abs=1e-5)
     searcher.close()

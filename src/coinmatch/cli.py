@@ -29,8 +29,12 @@ BackendOpt = typer.Option("onnx", "--backend", help="Inference runtime: onnx (de
 AlignOpt = typer.Option(True, "--align/--no-align",
                         help="Score the top candidates angle by angle too (a model of several angles, a catalogue "
                              "built with it): (cosine + aligned cosine) / 2.")
+DensityOpt = typer.Option(True, "--density/--no-density",
+                          help="Take half of each top candidate's local density off its score: the mean score of "
+                               "its 10 nearest other catalogue entries (hubness reduction).")
 CandidatesOpt = typer.Option(20, "--candidates", min=1,
-                             help="Candidates per query scored again: aligned, and verified with --verify.")
+                             help="Candidates per query scored again: aligned, less their density, and verified "
+                                  "with --verify.")
 
 
 def _emit_json(obj) -> None:
@@ -117,13 +121,14 @@ def search(
     verify: bool = typer.Option(False, "--verify", help="Re-rank candidates by local-feature geometry."),
     candidates: int = CandidatesOpt,
     align: bool = AlignOpt,
+    density: bool = DensityOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query photo, one per line."),
 ):
     """Find the catalogue entries that are the coin in each photo."""
     if not photos and not (obverse or reverse):
         raise typer.BadParameter("give query photos, or --obverse and/or --reverse")
-    searcher = _open_searcher(catalogue, backend, align)
+    searcher = _open_searcher(catalogue, backend, align, density)
     try:
         if obverse or reverse:
             from coinmatch.prepare import prepare_photo
@@ -156,11 +161,11 @@ def search(
         raise typer.Exit(1)  # the others were answered; the exit status says not all could be
 
 
-def _open_searcher(catalogue: Path, backend: str, align: bool):
+def _open_searcher(catalogue: Path, backend: str, align: bool, density: bool):
     """A searcher, its notes (why it cannot align, a calibration of another score) said on stderr."""
     from coinmatch.search import Searcher
 
-    searcher = Searcher(catalogue, backend=backend, align=align)
+    searcher = Searcher(catalogue, backend=backend, align=align, density=density)
     for note in searcher.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     return searcher
@@ -180,6 +185,9 @@ def _print_result(result) -> None:
     if aligned:
         table.add_column("cosine", justify="right")
         table.add_column("aligned", justify="right")
+    dense = any(m.density is not None for m in result.results)
+    if dense:
+        table.add_column("density", justify="right")
     verified = any(m.inliers is not None for m in result.results)
     if verified:
         table.add_column("inliers", justify="right")
@@ -191,6 +199,8 @@ def _print_result(result) -> None:
         cells = [str(i), Text(str(m.id)), f"{m.score:.3f}"]
         if aligned:
             cells += [f"{m.cosine:.3f}", f"{m.aligned:.3f}"]
+        if dense:
+            cells.append(f"{m.density:.3f}")
         if verified:
             cells += [str(m.inliers), f"{m.verified_score:.3f}"]
         table.add_row(*cells, Text(str(m.image)), Text(meta))
@@ -200,11 +210,11 @@ def _print_result(result) -> None:
 
 
 def _evaluate(catalogue: Path, queries: Path, id_column: str, verify: bool, candidates: int, form: str,
-              backend: str, keep_crops: bool, progress: bool, align: bool):
+              backend: str, keep_crops: bool, progress: bool, align: bool, density: bool):
     from coinmatch.evaluation.protocol import load_query_images, read_queries
     from coinmatch.evaluation.run import evaluate
 
-    searcher = _open_searcher(catalogue, backend, align)
+    searcher = _open_searcher(catalogue, backend, align, density)
     qs = read_queries(queries, id_column)
     images = load_query_images(qs, form)
     runs = {"embedding": evaluate(searcher, qs, images, verify=False, candidates=candidates, keep_crops=keep_crops,
@@ -224,6 +234,7 @@ def eval_cmd(
     verify: bool = typer.Option(False, "--verify", help="Also score with local-feature verification."),
     candidates: int = CandidatesOpt,
     align: bool = AlignOpt,
+    density: bool = DensityOpt,
     form: str = typer.Option("photo", "--form", help="photo, or catalogue-like (grey, rotated, 128 px)."),
     report: Optional[Path] = typer.Option(None, "--out", help="Write plots, CSV and an HTML page here."),
     target_fpr: float = typer.Option(0.01, "--target-fpr"),
@@ -234,7 +245,8 @@ def eval_cmd(
     from coinmatch.evaluation.report import write_report
 
     searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, form, backend,
-                               keep_crops=report is not None, progress=not as_json, align=align)
+                               keep_crops=report is not None, progress=not as_json, align=align,
+                               density=density)
     final = runs["verified" if verify else "embedding"]
     summary = final.summary(target_fpr)
     summary["form"] = form
@@ -268,6 +280,7 @@ def calibrate(
     verify: bool = typer.Option(False, "--verify", help="Calibrate the verified score as well."),
     candidates: int = CandidatesOpt,
     align: bool = AlignOpt,
+    density: bool = DensityOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -275,7 +288,8 @@ def calibrate(
     from coinmatch.evaluation.calibrate import store_calibration
 
     searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, "photo", backend, False,
-                               progress=not as_json, align=align)
+                               progress=not as_json, align=align,
+                               density=density)
     final = runs["verified" if verify else "embedding"]
     calibration = store_calibration(searcher, final, target_fpr, embedding_ev=runs["embedding"])
     searcher.close()

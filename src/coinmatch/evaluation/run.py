@@ -91,14 +91,15 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
         ranked = searcher.candidates(vec[None], SEARCH_DEPTH)[0]
         matches = searcher.matches_for(ranked)
         true_score, true_row = _true_score(searcher, vec, q.true_id)
-        if angles is not None:
-            head = searcher.align(matches[:candidates], angles[0])
+        if searcher.rescores:
+            query_angles = None if angles is None else angles[0]
+            head = searcher.rescore(matches[:candidates], query_angles)
             matches = head + matches[candidates:]
             in_head = [m for m in head if m.id == q.true_id]
             if in_head:
                 true_score = in_head[0].score
             elif true_row is not None:  # scored as search would score it, were it shortlisted
-                true_score = searcher.align_one(true_score, angles[0], true_row)
+                true_score = searcher.score_one(true_score, query_angles, true_row)
         if verify:
             query_f = verification.extract(prepared.crop)
             head = searcher.verify(prepared, matches[:candidates], query_f)
@@ -114,7 +115,7 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
             key = [m.score for m in matches]
         ids = [m.id for m in matches]
         rank = ids.index(q.true_id) + 1 if q.true_id in ids else 0
-        shown = candidates if verify or angles is not None else len(matches)  # scored by the last stage
+        shown = candidates if verify or searcher.rescores else len(matches)  # scored by the last stage
         others = [k for m, k in zip(matches[:shown], key) if m.id != q.true_id]
         negative = max(others) if others else float("-inf")
         warnings = prepared.notes + quality_warnings(prepared.crop, 2 * prepared.location.circle.r)

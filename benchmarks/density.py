@@ -1,0 +1,82 @@
+"""Local density (hubness reduction) on both real same-coin tests, every entry scored: how much, and how
+sensitive to its two settings.
+
+    .venv/bin/python benchmarks/density.py --model runs/recipe.cm [--name density]
+
+Search takes half of each shortlisted entry's local density off its score (search.py): the mean score of its
+k = 10 nearest other catalogue entries, CSLS's catalogue side with CSLS's own k and weight (Conneau et al.
+2018), chosen before looking. This study scores every entry that way, on the euro pairs and on the singles'
+mined pairs (benchmarks/query_scales.py's sets and its stored vectors: the query crops as search makes them,
+the catalogue as it is), for k in 1, 3, 5, 10, 20 and weights 0.25, 0.5 and 1, with the density measured by
+search's score ((pooled + aligned cosine) / 2, as search computes it) and by the pooled cosine alone, and
+with the query's own density taken off too (full CSLS: it moves no ranking, only the open-set figures).
+benchmarks/retrieval.py measures the same through search itself (its top 20 scored again), on the euro pairs.
+
+It needs query_scales.py's vectors for the model (out/benchmarks/query-scales-*.npz); without them it makes
+them first (about 30 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from common import WORK, format_table, save_results, stored_descriptors
+from query_scales import FORMS, TESTS, extract, row, score
+from coinmatch.models.runtime import Embedder
+
+KS = (1, 3, 5, 10, 20)
+WEIGHTS = (0.25, 0.5, 1.0)
+
+
+def top_mean(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the mean of its k highest scores."""
+    return np.sort(scores, axis=1)[:, -k:].mean(axis=1)
+
+
+def study(d: dict[str, np.ndarray]) -> list[dict]:
+    between = {"search's score": score(d, "cat", "cat"), "pooled cosine": d["cat:v"] @ d["cat:v"].T}
+    for s in between.values():
+        np.fill_diagonal(s, -np.inf)  # an entry is not its own neighbour (one photo per entry here)
+    rows = []
+    for form in FORMS:
+        S = score(d, f"{form}x1.0", "cat")
+        rows.append(row(d, form, "search's score, no density", S))
+        for by, between_scores in between.items():
+            for k in KS:
+                density = top_mean(between_scores, k)
+                for w in WEIGHTS:
+                    rows.append(row(d, form, f"density by {by}, k {k}, weight {w}", S - w * density[None, :]))
+        density = top_mean(between["search's score"], 10)
+        rows.append(row(d, form, "full CSLS / 2 (the query's density too), k 10",
+                        S - 0.5 * density[None, :] - 0.5 * top_mean(S, 10)[:, None]))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
+    ap.add_argument("--name", default="density", help="results file name in benchmarks/results/")
+    args = ap.parse_args()
+    embedder = Embedder(args.model)
+    if not embedder.angles:
+        raise SystemExit(f"{args.model}: needs a model trained with --rotations 2 or more")
+    WORK.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for test, label in TESTS.items():
+        path = WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz"
+        d, how = stored_descriptors(path, path.exists(), lambda: extract(embedder, test))
+        d["test"] = label
+        print(f"{label}: vectors {how}", flush=True)
+        rows += study(d)
+    columns = [("test", "test", "<16"), ("form", "form", "<15"), ("method", "method", "<48"), ("R@1", "R@1", "6.3f"),
+               ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"),
+               ("misses", "not first (rank)", "<")]
+    text = f"model {args.model}\n" + format_table(rows, columns)
+    print(text)
+    save_results(args.name, [{"model": args.model, **r} for r in rows], text)
+
+
+if __name__ == "__main__":
+    main()
