@@ -1,6 +1,8 @@
 """Catalogues of millions: index build time, memory and search latency, exact (Flat) against HNSW32; and the
 cost of the angle vectors that a model of several angles stores (SQLite size, and reading and scoring a
-shortlist of 20 angle by angle).
+shortlist of 20 angle by angle); and what search's local density costs a query whose 20 shortlisted entries
+have none kept yet (search.py: their neighbours found in one batched index search, then, with angle vectors,
+those 20 x 20 neighbours read and scored angle by angle). Kept densities cost nothing.
 
     .venv/bin/python benchmarks/scale.py [--sizes 100000 1000000] [--dim 128] [--angle-sizes 100000 1000000]
 
@@ -24,6 +26,7 @@ import numpy as np
 from common import format_table, save_results
 from coinmatch.catalog.store import DB_NAME, HNSW_EF_SEARCH, SCHEMA, Catalogue
 from coinmatch.align import cyclic_similarity
+from coinmatch.search import DENSITY_K
 
 SHORTLIST = 20  # search's default --candidates
 
@@ -51,8 +54,15 @@ def angle_costs(n: int, dim: int, angles: int, queries: int, rng: np.random.Gene
         for _ in range(queries):
             cyclic_similarity(query[None], cat.angle_vectors(rng.choice(n, SHORTLIST, replace=False)))
         per_query = 1000 * (time.perf_counter() - t) / queries
+        t = time.perf_counter()
+        for _ in range(queries // 10):  # density: each shortlisted row against its 2 x DENSITY_K neighbours
+            shortlist = cat.angle_vectors(rng.choice(n, SHORTLIST, replace=False))
+            for a in shortlist:
+                cyclic_similarity(a[None], cat.angle_vectors(rng.choice(n, 2 * DENSITY_K, replace=False)))
+        density = 1000 * (time.perf_counter() - t) / (queries // 10)
         db.close()
-    return {"entries": n, "write_s": write, "sqlite_mb": size / 2**20, "ms_per_query": per_query}
+    return {"entries": n, "write_s": write, "sqlite_mb": size / 2**20, "ms_per_query": per_query,
+            "density_ms": density}
 
 
 def main() -> None:
@@ -86,13 +96,19 @@ def main() -> None:
             for i in range(args.queries):  # one query at a time, as a user asks
                 _, ids = index.search(q[i:i + 1], 5)
             per_query = 1000 * (time.perf_counter() - t) / args.queries
+            t = time.perf_counter()
+            for i in range(0, args.queries, 10):  # density: a shortlist's 20 rows' neighbours, one batch
+                index.search(x[rng.choice(n, SHORTLIST, replace=False)], 2 * DENSITY_K + 5)
+            density = 1000 * (time.perf_counter() - t) / len(range(0, args.queries, 10))
             _, top = index.search(q, 1)
             rows.append({"entries": n, "index": factory, "build_s": build, "ms_per_query": per_query,
+                         "density_ms": density,
                          "recall@1": float(np.mean(top[:, 0] == truth)),
                          "vector_mb": n * args.dim * 4 / 2**20})
             print(rows[-1], flush=True)
     text = format_table(rows, [("entries", "entries", ">10"), ("index", "index", "<8"), ("build_s", "build s", "8.1f"),
-                               ("ms_per_query", "ms/query", "9.2f"), ("recall@1", "recall@1", "9.3f"),
+                               ("ms_per_query", "ms/query", "9.2f"), ("density_ms", "density ms", "11.2f"),
+                               ("recall@1", "recall@1", "9.3f"),
                                ("vector_mb", "vectors MB", "10.0f")])
     angle_rows = []
     for n in args.angle_sizes:
@@ -100,10 +116,11 @@ def main() -> None:
         print(angle_rows[-1], flush=True)
     if angle_rows:
         text += (f"\n\nangle vectors ({args.angles} x {args.dim} float16 per image): SQLite, and one query's shortlist "
-                 f"of {SHORTLIST} read and scored\n")
+                 f"of {SHORTLIST} read and scored (density: with {2 * DENSITY_K} neighbours each)\n")
         text += format_table(angle_rows, [("entries", "entries", ">10"), ("write_s", "write s", "8.1f"),
                                           ("sqlite_mb", "SQLite MB", "10.0f"),
-                                          ("ms_per_query", "ms/query", "9.2f")])
+                                          ("ms_per_query", "ms/query", "9.2f"),
+                                          ("density_ms", "density ms", "11.2f")])
     print(text)
     save_results("scale", rows + [{"angle_vectors": True, **r} for r in angle_rows], text)
 
