@@ -22,9 +22,8 @@ import argparse
 
 import numpy as np
 
-from common import WORK, format_table, save_results, stored_descriptors
-from query_scales import FORMS, TESTS, extract, row, score
-from coinmatch.models.runtime import Embedder
+from common import WORK, stored_descriptors
+from query_scales import FORMS, TESTS, angle_embedder, extract, report, row, score
 
 KS = (1, 3, 5, 10, 20)
 WEIGHTS = (0.25, 0.5, 1.0)
@@ -59,10 +58,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
     ap.add_argument("--name", default="density", help="results file name in benchmarks/results/")
     args = ap.parse_args()
-    embedder = Embedder(args.model)
-    if not embedder.angles:
-        raise SystemExit(f"{args.model}: needs a model trained with --rotations 2 or more")
-    WORK.mkdir(parents=True, exist_ok=True)
+    embedder = angle_embedder(args.model)
     rows = []
     for test, label in TESTS.items():
         path = WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz"
@@ -70,12 +66,7 @@ def main() -> None:
         d["test"] = label
         print(f"{label}: vectors {how}", flush=True)
         rows += study(d)
-    columns = [("test", "test", "<16"), ("form", "form", "<15"), ("method", "method", "<48"), ("R@1", "R@1", "6.3f"),
-               ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"),
-               ("misses", "not first (rank)", "<")]
-    text = f"model {args.model}\n" + format_table(rows, columns)
-    print(text)
-    save_results(args.name, [{"model": args.model, **r} for r in rows], text)
+    report(args.name, args.model, rows, ("method", 48))
 
 
 if __name__ == "__main__":

@@ -62,10 +62,11 @@ def main() -> None:
         searcher.candidates(v[None], 5)
     rows.append({"what": f"index search only ({len(searcher.catalogue)} images, top 5)",
                  "value": 1000 * (time.perf_counter() - t) / len(vectors), "unit": "ms/query"})
-    plain = Searcher(root, density=False)  # local density (search.py) left on the score
+    plain = Searcher(root, density=False)  # no local density (search.py) taken off
     t = time.perf_counter()
     for p in prepared:
         plain.search_prepared([p], top_k=5)
+    plain.close()
     rows.append({"what": "embed + search --no-density (coin already cropped)",
                  "value": 1000 * (time.perf_counter() - t) / len(prepared), "unit": "ms/query"})
     for verify in (False, True):  # the first pass finds each shortlisted entry's density; later ones reuse it

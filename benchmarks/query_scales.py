@@ -116,17 +116,34 @@ def study(d: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
+def angle_embedder(model: str) -> Embedder:
+    """The embedder of a model file that gives angle vectors (these studies score as search does with them)."""
+    embedder = Embedder(model)
+    if not embedder.angles:
+        raise SystemExit(f"{model}: needs a model trained with --rotations 2 or more")
+    WORK.mkdir(parents=True, exist_ok=True)
+    return embedder
+
+
+def report(name: str, model: str, rows: list[dict], method: tuple[str, int] = ("method", 40),
+           lines: tuple[str, ...] = ()) -> None:
+    """The rows of :func:`row` as a table (``method``: that column's header and width), printed and saved."""
+    columns = [("test", "test", "<19"), ("form", "form", "<15"), ("method", method[0], f"<{method[1]}"),
+               ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"),
+               ("TPR@1%", "TPR@1%FPR", "10.3f"), ("misses", "not first (rank)", "<")]
+    text = "\n".join((f"model {model}",) + lines) + "\n" + format_table(rows, columns)
+    print(text)
+    save_results(name, [{"model": model, **r} for r in rows], text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
     ap.add_argument("--reuse", action="store_true", help="read the vectors of an earlier run back")
     ap.add_argument("--name", default="query-scales", help="results file name in benchmarks/results/")
     args = ap.parse_args()
-    embedder = Embedder(args.model)
-    if not embedder.angles:
-        raise SystemExit(f"{args.model}: needs a model trained with --rotations 2 or more")
-    WORK.mkdir(parents=True, exist_ok=True)
-    rows, lines = [], [f"model {args.model}"]
+    embedder = angle_embedder(args.model)
+    rows, lines = [], []
     for test, label in TESTS.items():
         d, how = stored_descriptors(WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz", args.reuse,
                                     lambda: extract(embedder, test))
@@ -136,12 +153,7 @@ def main() -> None:
         lines.append(f"{label}: query coin crops, min / median / max px: "
                      + "; ".join(f"{form} {' / '.join(map(str, s))}" for form, s in sides.items()))
         rows += study(d)
-    columns = [("test", "test", "<19"), ("form", "form", "<15"), ("method", "method", "<40"), ("R@1", "R@1", "6.3f"),
-               ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"),
-               ("misses", "not first (rank)", "<")]
-    text = "\n".join(lines) + "\n" + format_table(rows, columns)
-    print(text)
-    save_results(args.name, [{"model": args.model, **r} for r in rows], text)
+    report(args.name, args.model, rows, lines=tuple(lines))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import argparse
 import cv2
 import numpy as np
 
-from common import WORK, format_table, save_results, stored_descriptors
-from query_scales import FORMS, TESTS, real_sets, row, score
+from common import WORK, stored_descriptors
+from query_scales import FORMS, TESTS, angle_embedder, real_sets, report, row, score
 from coinmatch.models.runtime import Embedder
 from coinmatch.segment import CROP_MARGIN, coin_mask
 
@@ -66,10 +66,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="read the vectors of an earlier run back")
     ap.add_argument("--name", default="tone", help="results file name in benchmarks/results/")
     args = ap.parse_args()
-    embedder = Embedder(args.model)
-    if not embedder.angles:
-        raise SystemExit(f"{args.model}: needs a model trained with --rotations 2 or more")
-    WORK.mkdir(parents=True, exist_ok=True)
+    embedder = angle_embedder(args.model)
     rows = []
     for test in args.tests:
         d, how = stored_descriptors(WORK / f"tone-{test}-{embedder.fingerprint[:12]}.npz", args.reuse,
@@ -79,12 +76,7 @@ def main() -> None:
         for form in FORMS:
             for tone in TONES:
                 rows.append(row(d, form, tone, score(d, f"{form} {tone}", f"cat {tone}")))
-    columns = [("test", "test", "<16"), ("form", "form", "<15"), ("method", "tone", "<10"), ("R@1", "R@1", "6.3f"),
-               ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"),
-               ("misses", "not first (rank)", "<")]
-    text = f"model {args.model}\n" + format_table(rows, columns)
-    print(text)
-    save_results(args.name, [{"model": args.model, **r} for r in rows], text)
+    report(args.name, args.model, rows, ("tone", 10))
 
 
 if __name__ == "__main__":

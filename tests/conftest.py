@@ -17,13 +17,9 @@ SHARED = ROOT.parent / "shared" / "data"
 os.environ.setdefault("COINMATCH_CACHE", str(ROOT / ".cache" / "coinmatch"))
 
 
-def _four_angles():
-    from coinmatch.models.modelfile import ModelConfig
+from coinmatch.models.modelfile import ModelConfig  # noqa: E402 (after the cache folder is set)
 
-    return ModelConfig(image_size=96, grey=True, rotations=4, trained=True)
-
-
-FOUR_ANGLES = _four_angles()
+FOUR_ANGLES = ModelConfig(image_size=96, grey=True, rotations=4, trained=True)  # the four_angle_model fixture's
 
 
 def demo_rows(name: str) -> list[dict]:

@@ -197,8 +197,10 @@ class Searcher:
             faces = max(1, len(self.catalogue) // max(1, self.catalogue.n_entries()))
             depth = 2 * DENSITY_K if self.aligned else DENSITY_K
             cosines, found = self.catalogue.search(self.catalogue.vectors(new), (depth + 1) * faces + 4)
-            near = {row: [(s, r) for e, s, r in group_by_entry(c, f, self.row_entry) if e != self.row_entry[row]][:depth]
-                    for row, c, f in zip(new, cosines, found)}
+            near = {}  # row -> (cosine, row) of its nearest other entries, each by its best face
+            for row, c, f in zip(new, cosines, found):
+                near[row] = [(s, r) for e, s, r in group_by_entry(c, f, self.row_entry) if e != self.row_entry[row]]
+                near[row] = near[row][:depth]
             if self.aligned:
                 wanted = sorted(set(new) | {r for pairs in near.values() for _, r in pairs})
                 angles = dict(zip(wanted, self.catalogue.angle_vectors(wanted)))
