@@ -8,8 +8,9 @@ k = 10 nearest other catalogue entries, CSLS's catalogue side with CSLS's own k 
 2018), chosen before looking. This study scores every entry that way, on the euro pairs and on the singles'
 mined pairs (benchmarks/query_scales.py's sets and its stored vectors: the query crops as search makes them,
 the catalogue as it is), for k in 1, 3, 5, 10, 20 and weights 0.25, 0.5 and 1, with the density measured by
-search's score ((pooled + aligned cosine) / 2, as search computes it) and by the pooled cosine alone, and
-with the query's own density taken off too (full CSLS: it moves no ranking, only the open-set figures).
+search's score of a pair ((pooled + aligned cosine) / 2) over every other entry (search takes the best of each
+entry's 20 nearest by cosine) and by the pooled cosine alone, and with the query's own density taken off too
+(full CSLS: it moves no ranking, only the open-set figures).
 benchmarks/retrieval.py measures the same through search itself (its top 20 scored again), on the euro pairs.
 
 It needs query_scales.py's vectors for the model (out/benchmarks/query-scales-*.npz); without them it makes
