@@ -194,13 +194,10 @@ class Searcher:
         where it aligns). Computed once per row and kept."""
         new = sorted({int(r) for r in rows} - self._densities.keys())
         if new:
-            faces = max(1, len(self.catalogue) // max(1, self.catalogue.n_entries()))
             depth = 2 * DENSITY_K if self.aligned else DENSITY_K
-            cosines, found = self.catalogue.search(self.catalogue.vectors(new), (depth + 1) * faces + 4)
             near = {}  # row -> (cosine, row) of its nearest other entries, each by its best face
-            for row, c, f in zip(new, cosines, found):
-                near[row] = [(s, r) for e, s, r in group_by_entry(c, f, self.row_entry) if e != self.row_entry[row]]
-                near[row] = near[row][:depth]
+            for row, ranked in zip(new, self.candidates(self.catalogue.vectors(new), depth + 1)):  # its own entry too
+                near[row] = [(s, r) for e, s, r in ranked if e != self.row_entry[row]][:depth]
             if self.aligned:
                 wanted = sorted(set(new) | {r for pairs in near.values() for _, r in pairs})
                 angles = dict(zip(wanted, self.catalogue.angle_vectors(wanted)))
