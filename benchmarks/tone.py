@@ -22,7 +22,7 @@ import argparse
 import cv2
 import numpy as np
 
-from common import WORK, stored_descriptors
+from common import WORK, search_crop, stored_descriptors
 from query_scales import FORMS, TESTS, angle_embedder, real_sets, report, row, score
 from coinmatch.models.runtime import Embedder
 from coinmatch.segment import CROP_MARGIN, coin_mask
@@ -47,10 +47,8 @@ TONES = {"as is": lambda c: c, "equalised": equalised, "clahe": clahe}
 
 
 def extract(embedder: Embedder, test: str) -> dict[str, np.ndarray]:
-    from coinmatch.prepare import prepare_array
-
     cat, forms, true, names = real_sets(test)
-    queries = {form: [prepare_array(im).crop for im in images] for form, images in forms.items()}
+    queries = {form: [search_crop(im) for im in images] for form, images in forms.items()}
     out = {"true": true, "names": names}
     for tone, fn in TONES.items():
         out[f"cat {tone}:v"], out[f"cat {tone}:a"] = embedder.embed_with_angles([fn(c) for c in cat], progress=True)
