@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -80,6 +83,15 @@ def aligned_catalogue(tmp_path_factory, four_angle_model, demo_dir) -> Path:
     build_catalogue(root, demo_dir / "catalogue.csv", model=str(four_angle_model), progress=False,
                     features=extract_features_blob)
     return root
+
+
+def search_json(catalogue: Path, photo: Path, *flag_sets: list[str]) -> list[list[dict]]:
+    """``coinmatch search CATALOGUE PHOTO --json`` once for each set of extra flags: each run's results."""
+    binary = str(Path(sys.executable).with_name("coinmatch"))
+    runs = [subprocess.run([binary, "search", str(catalogue), str(photo), "--json", *flags], capture_output=True,
+                           text=True, timeout=300) for flags in flag_sets]
+    assert all(r.returncode == 0 for r in runs), "".join(r.stderr for r in runs)
+    return [json.loads(r.stdout)["results"] for r in runs]
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:

@@ -24,7 +24,7 @@ from coinmatch.prepare import prepare_photo
 from coinmatch.align import cyclic_similarity
 from coinmatch.search import Searcher
 
-from conftest import FOUR_ANGLES, demo_rows, write_manifest
+from conftest import FOUR_ANGLES, demo_rows, search_json, write_manifest
 
 BIN = str(Path(sys.executable).with_name("coinmatch"))
 CONFIG = FOUR_ANGLES  # the model of the four_angle_model and aligned_catalogue fixtures (conftest.py)
@@ -98,10 +98,7 @@ def test_a_catalogue_of_a_several_angle_model_is_searched_angle_by_angle(aligned
 
 def test_search_json_reports_both_scores_and_no_align_the_cosine(aligned_catalogue, demo_dir):
     photo = demo_dir / demo_rows("queries.csv")[0]["image"]
-    runs = [subprocess.run([BIN, "search", str(aligned_catalogue), str(photo), "--json", *flag], capture_output=True,
-                           text=True, timeout=300) for flag in ([], ["--no-align"])]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
-    with_angles, without = (json.loads(r.stdout)["results"] for r in runs)
+    with_angles, without = search_json(aligned_catalogue, photo, [], ["--no-align"])
     assert all(set(m) >= {"score", "cosine", "aligned", "density"} for m in with_angles)
     assert all(m["score"] == pytest.approx((m["cosine"] + m["aligned"]) / 2 - m["density"] / 2, abs=3e-6)
                for m in with_angles)

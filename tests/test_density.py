@@ -1,7 +1,6 @@
 """Local density taken off the shortlist's scores (hubness reduction, search.py). Real demo photos, a real
 catalogue (the 60 demo catalogue photos, built with a four-angle model: conftest.py)."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
 from coinmatch.search import DENSITY_K, Searcher
 
-from conftest import demo_rows, write_manifest
+from conftest import demo_rows, search_json, write_manifest
 
 BIN = str(Path(sys.executable).with_name("coinmatch"))
 
@@ -105,10 +104,7 @@ def test_a_catalogue_of_one_coin_has_no_density(tmp_path, four_angle_model, pair
 
 def test_no_density_on_the_command_line(aligned_catalogue, demo_dir):
     photo = demo_dir / demo_rows("queries.csv")[0]["image"]
-    runs = [subprocess.run([BIN, "search", str(aligned_catalogue), str(photo), "--json", *flag], capture_output=True,
-                           text=True, timeout=300) for flag in ([], ["--no-density"])]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
-    dense, plain = (json.loads(r.stdout)["results"] for r in runs)
+    dense, plain = search_json(aligned_catalogue, photo, [], ["--no-density"])
     assert all("density" in m for m in dense) and all("density" not in m for m in plain)
     assert all(m["score"] == pytest.approx((m["cosine"] + m["aligned"]) / 2, abs=2e-6) for m in plain)
     table = subprocess.run([BIN, "search", str(aligned_catalogue), str(photo)], capture_output=True, text=True,
