@@ -1,0 +1,74 @@
+"""Which part of the catalogue-like form costs a model its first places: greyness, turning or shrinking?
+
+    .venv/bin/python benchmarks/query_forms.py --model runs/recipe.cm [--name query-forms]
+
+A catalogue-like query (evaluation.protocol) is the photo turned grey, rotated by a random angle and shrunk to
+128 px. This study makes the euro pairs' queries with one part at a time and with each pair of them, the same
+random angles (seed 0, drawn as the protocol draws them), and scores each set as search does (every entry: (pooled
++ aligned cosine) / 2, less half the entry's local density, k = 10). It also turns each query by its angle
+rounded to the nearest of the model's own angles (22.5 degrees apart for 16), where the model's rotated views
+line up with the turn and only the crop's corners differ: if that costs as much as any angle, the loss is the
+corners', not the angles' in between. It reads the catalogue's vectors from benchmarks/query_scales.py's stored
+file for the model (made first when missing: about 30 minutes) and embeds the 84 queries once per form (about
+20 s each on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import numpy as np
+
+from common import WORK, pairs_manifests, search_crop, stored_descriptors
+from density import top_mean
+from query_scales import angle_embedder, extract, report, row, score
+from coinmatch.evaluation.protocol import grey, load_query_images, read_queries, rotate, shrink
+
+FORMS = {
+    "photo": lambda im, a, step: im,
+    "grey": lambda im, a, step: grey(im),
+    "grey, shrunk": lambda im, a, step: shrink(grey(im)),
+    "grey, turned": lambda im, a, step: rotate(grey(im), a),
+    "grey, turned to the nearest model angle": lambda im, a, step: rotate(grey(im), round(a / step) * step),
+    "grey, turned to the nearest model angle, shrunk": lambda im, a, step: shrink(rotate(grey(im), round(a / step)
+                                                                                          * step)),
+    "catalogue-like (grey, turned, shrunk)": lambda im, a, step: shrink(rotate(grey(im), a)),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
+    ap.add_argument("--name", default="query-forms", help="results file name in benchmarks/results/")
+    args = ap.parse_args()
+    embedder = angle_embedder(args.model)
+    path = WORK / f"query-scales-euro-{embedder.fingerprint[:12]}.npz"
+    d, how = stored_descriptors(path, path.exists(), lambda: extract(embedder, "euro"))
+    print(f"catalogue vectors {how}", flush=True)
+    d["test"] = "euro pairs (84)"
+    cat_csv, q_csv = pairs_manifests()
+    with open(cat_csv, encoding="utf-8") as f:
+        ids = np.array([r["id"] for r in csv.DictReader(f)])
+    queries = read_queries(q_csv, "coin_id")
+    if not np.array_equal(d["true"], [np.flatnonzero(ids == q.true_id)[0] for q in queries]):
+        raise SystemExit(f"{path}: made from another catalogue; delete it and run again")
+    photos = load_query_images(queries, "photo")
+    rng = np.random.default_rng(0)  # evaluation.protocol's draws: one uniform angle per query, in order
+    angles = [float(rng.uniform(0, 360)) for _ in photos]
+    step = 360 / embedder.rotations
+    between = score(d, "cat", "cat")
+    np.fill_diagonal(between, -np.inf)
+    density = top_mean(between, 10)
+    rows = []
+    for form, make in FORMS.items():
+        d[f"{form}:v"], d[f"{form}:a"] = embedder.embed_with_angles([search_crop(make(im, a, step))
+                                                                    for im, a in zip(photos, angles)])
+        rows.append(row(d, "query", form, score(d, form, "cat") - 0.5 * density[None, :]))
+        print(form, f"{rows[-1]['R@1']:.3f}", flush=True)
+    report(args.name, args.model, rows, ("query form (search's score)", 48), (f"the model's angles: {embedder.rotations}, "
+                                                         f"{step:g} degrees apart",))
+
+
+if __name__ == "__main__":
+    main()
