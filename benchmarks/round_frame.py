@@ -1,0 +1,170 @@
+"""A round frame: can the recipe be made blind to turning and keep the background around the coin?
+
+    .venv/bin/python benchmarks/round_frame.py [--margin 0.15] [--reuse] [--name round-frame]
+
+Turned by 45 degrees, a crop's vector keeps a mean cosine of only about 0.78 with its own (benchmarks/turns.py):
+the square crop's corners, which a turn cuts, carry background. Catalogue-like queries are turned by any angle,
+and turning alone costs the recipe more than greyness or shrinking do. `--mask` paints mid-grey outside the
+coin's disc at every angle and makes the vector all but blind to turning (0.997), yet loses on both real tests
+(README, stop 21), having taken the rim's outer edge and its shadow too. This study keeps a ring of background
+and paints only what a turn changes: the coin is cropped with a margin of ``--margin`` (0.15) of its radius
+beyond the rim, against search's 0.04, and the network paints mid-grey outside the crop's inscribed circle, at
+every angle (`--mask` with its radius at the crop's half width).
+
+It trains the recipe so (the README's recipe command with `--mask`, every coin found and cropped again at that
+margin: about 28 minutes on 2 cores) and scores it and the recipe as it is (``--recipe``, the control) on both real
+tests: the euro pairs (benchmarks/common.py) and the euro singles' mined pairs (benchmarks/singles_pairs.py, mined
+as that study mines them, before anything here changes the crop). Every entry is scored by search's score ((pooled
++ aligned cosine) / 2), with and without local density (search's k = 10 and weight 0.5). A third line per model:
+the mean cosine of 12 real crops' vectors with their own turned by 45 degrees (benchmarks/turns.py's).
+
+Nothing in coinmatch changes for good: the margin and the radius are set in this process only (module constants
+of segment, prepare, augment and the network), the model file goes to out/benchmarks/, and its training cache and
+ONNX files go to folders of their own there, so that no other run reads crops of another margin back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+
+from aligned import scores
+from common import DATA, EURO, WORK, euro_crops, format_table, save_results, search_crop
+from density import top_mean
+from query_scales import score
+from singles_pairs import real_test
+from turns import turn
+import coinmatch.models.network as network
+import coinmatch.prepare as prepare
+import coinmatch.training.augment as augment
+from coinmatch import segment
+from coinmatch.evaluation.protocol import load_query_images
+from coinmatch.models.modelfile import LoadedModel, load_model
+from coinmatch.models.runtime import Embedder
+
+FORMS = ("photo", "catalogue-like")
+DENSITY_K, DENSITY_WEIGHT = 10, 0.5  # search's
+SEARCH_FRAME = (segment.CROP_MARGIN, network.DISC_RADIUS)  # as coinmatch crops and masks, before set_frame
+RECIPE = ["--loss", "whitening", "--grey", "--rotations", "16", "--rings", "--whitening-views", "2"]
+
+
+def set_frame(margin: float, radius: float) -> None:
+    """In this process: crops reach ``margin`` of the coin's radius beyond its rim, and a masking network paints
+    outside ``radius`` (in half widths of the crop)."""
+    network.DISC_RADIUS = radius
+    network.disc_mask.cache_clear()
+    prepare.crop_coin = functools.partial(segment.crop_coin, margin=margin)
+    augment.CROP_MARGIN = margin  # where augmentation puts another background: outside the coin's disc
+
+
+def train(out: str, margin: float) -> float:
+    """The recipe with the round frame, into ``out``; returns its wall time in seconds."""
+    from coinmatch.cli import main
+
+    cache = os.environ.get("COINMATCH_CACHE")
+    os.environ["COINMATCH_CACHE"] = str(WORK / f"round-frame-cache-{margin:g}")  # crops of this margin only
+    argv = sys.argv
+    sys.argv = ["coinmatch", "train", str(DATA / "ancient-coins" / "ocre.csv"), str(EURO / "singles.csv"),
+                "--type-column", "denomination", "--limit", "2000", *RECIPE, "--mask", "--out", out]
+    t = time.perf_counter()
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    finally:
+        sys.argv = argv
+        if cache is None:
+            os.environ.pop("COINMATCH_CACHE")
+        else:
+            os.environ["COINMATCH_CACHE"] = cache
+    return time.perf_counter() - t
+
+
+def embedder_of(path: str, label: str) -> Embedder:
+    """The model's embedder, exported to an ONNX file of this study's (the radius is baked into the graph)."""
+    m = load_model(path)
+    return Embedder(LoadedModel(m.network.eval(), m.config, f"round-frame-{label}", path),
+                    onnx_file=WORK / f"round-frame-{label}.onnx")
+
+
+def ranks_row(model: str, test: str, form: str, density: str, S: np.ndarray, true: np.ndarray,
+              names: np.ndarray) -> dict:
+    rank = (S > S[np.arange(len(S)), true][:, None]).sum(1) + 1
+    misses = (", ".join(f"{n.removesuffix('_b.jpg')} {r}" for n, r in zip(names, rank) if r > 1) if len(names)
+              else f"{int((rank > 1).sum())} of {len(rank)} queries")
+    return {"model": model, "test": test, "form": form, "density": density, **scores(S, true), "misses": misses}
+
+
+def score_test(model: str, embedder: Embedder, test: str, cat: list, forms: dict, true: np.ndarray,
+               names: np.ndarray) -> list[dict]:
+    d = {}
+    d["cat:v"], d["cat:a"] = embedder.embed_with_angles(cat)
+    between = score(d, "cat", "cat")
+    np.fill_diagonal(between, -np.inf)
+    density = top_mean(between, DENSITY_K)
+    rows = []
+    for form in FORMS:
+        d[f"{form}:v"], d[f"{form}:a"] = embedder.embed_with_angles([search_crop(im) for im in forms[form]])
+        S = score(d, form, "cat")
+        rows.append(ranks_row(model, test, form, "no", S, true, names))
+        rows.append(ranks_row(model, test, form, "yes", S - DENSITY_WEIGHT * density[None, :], true, names))
+    return rows
+
+
+def study(label: str, path: str, margin: float, radius: float, singles) -> tuple[list[dict], float]:
+    set_frame(margin, radius)
+    embedder = embedder_of(path, label)
+    ids, cat, queries = euro_crops()
+    true = np.array([np.flatnonzero(ids == q.true_id)[0] for q in queries])
+    names = np.array([q.name.rsplit("/", 1)[-1] for q in queries])
+    forms = {form: load_query_images(queries, form) for form in FORMS}
+    rows = score_test(label, embedder, "euro pairs (84)", cat, forms, true, names)
+    s_cat, s_forms, s_true = singles
+    rows += score_test(label, embedder, "singles pairs", [search_crop(im) for im in s_cat], s_forms, s_true,
+                       np.array([], dtype=str))
+    crops = [search_crop(im) for im in forms["photo"][::7][:12]]
+    turned = float(np.mean(np.sum(embedder.embed(crops) * embedder.embed([turn(c, 45) for c in crops]), 1)))
+    return rows, turned
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--margin", type=float, default=0.15, help="background kept beyond the rim, in coin radii")
+    ap.add_argument("--recipe", default="runs/s23/recipe.cm", help="the control: the recipe as it is")
+    ap.add_argument("--reuse", action="store_true", help="score the round-frame model of an earlier run")
+    ap.add_argument("--name", default="round-frame", help="results file name in benchmarks/results/")
+    args = ap.parse_args()
+    if not os.path.isfile(args.recipe):
+        raise SystemExit(f"{args.recipe}: model file not found (the README's recipe command makes it)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = str(WORK / f"round-frame-{args.margin:g}.cm")
+    # the singles' pairs as singles_pairs.py mines them, before any crop here changes; their photos uncropped
+    _, s_cat, s_forms, s_true = real_test(crop=lambda rgb: rgb)
+    lines = []
+    if not (args.reuse and os.path.isfile(out)):
+        set_frame(args.margin, 1.0)
+        lines.append(f"trained {out} in {train(out, args.margin):.0f} s")
+    rows, turned = [], {}
+    for label, path, margin, radius in (("recipe", args.recipe, *SEARCH_FRAME),
+                                        (f"round frame {args.margin:g}", out, args.margin, 1.0)):
+        r, turned[label] = study(label, path, margin, radius, (s_cat, s_forms, s_true))
+        rows += r
+    lines += [f"{label}: mean cosine of a crop's vector with its own turned 45 degrees, 12 real crops: {c:.3f}"
+              for label, c in turned.items()]
+    columns = [("model", "model", "<18"), ("test", "test", "<16"), ("form", "form", "<15"),
+               ("density", "density", "<8"), ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"),
+               ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"), ("misses", "not first (rank)", "<")]
+    text = "\n".join([f"recipe {args.recipe}; round frame: margin {args.margin:g}, mask at the crop's half width"]
+                     + lines) + "\n" + format_table(rows, columns)
+    print(text)
+    save_results(args.name, rows, text)
+
+
+if __name__ == "__main__":
+    main()
