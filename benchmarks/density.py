@@ -23,8 +23,7 @@ import argparse
 
 import numpy as np
 
-from common import WORK, stored_descriptors
-from query_scales import FORMS, TESTS, angle_embedder, extract, report, row, score
+from query_scales import FORMS, TESTS, angle_embedder, report, row, score, stored_vectors
 
 KS = (1, 3, 5, 10, 20)
 WEIGHTS = (0.25, 0.5, 1.0)
@@ -62,8 +61,7 @@ def main() -> None:
     embedder = angle_embedder(args.model)
     rows = []
     for test, label in TESTS.items():
-        path = WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz"
-        d, how = stored_descriptors(path, path.exists(), lambda: extract(embedder, test))
+        d, how = stored_vectors(embedder, test)
         d["test"] = label
         print(f"{label}: vectors {how}", flush=True)
         rows += study(d)

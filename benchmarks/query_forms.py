@@ -20,9 +20,9 @@ import csv
 
 import numpy as np
 
-from common import WORK, pairs_manifests, search_crop, stored_descriptors
+from common import pairs_manifests, search_crop
 from density import top_mean
-from query_scales import angle_embedder, extract, report, row, score
+from query_scales import angle_embedder, report, row, score, stored_vectors
 from coinmatch.evaluation.protocol import grey, load_query_images, read_queries, rotate, shrink
 
 FORMS = {
@@ -43,8 +43,7 @@ def main() -> None:
     ap.add_argument("--name", default="query-forms", help="results file name in benchmarks/results/")
     args = ap.parse_args()
     embedder = angle_embedder(args.model)
-    path = WORK / f"query-scales-euro-{embedder.fingerprint[:12]}.npz"
-    d, how = stored_descriptors(path, path.exists(), lambda: extract(embedder, "euro"))
+    d, how = stored_vectors(embedder, "euro")
     print(f"catalogue vectors {how}", flush=True)
     d["test"] = "euro pairs (84)"
     cat_csv, q_csv = pairs_manifests()
@@ -52,7 +51,7 @@ def main() -> None:
         ids = np.array([r["id"] for r in csv.DictReader(f)])
     queries = read_queries(q_csv, "coin_id")
     if not np.array_equal(d["true"], [np.flatnonzero(ids == q.true_id)[0] for q in queries]):
-        raise SystemExit(f"{path}: made from another catalogue; delete it and run again")
+        raise SystemExit("query_scales.py's stored euro vectors come from another catalogue: delete them, run again")
     photos = load_query_images(queries, "photo")
     rng = np.random.default_rng(0)  # evaluation.protocol's draws: one uniform angle per query, in order
     angles = [float(rng.uniform(0, 360)) for _ in photos]

@@ -116,6 +116,13 @@ def study(d: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
+def stored_vectors(embedder: Embedder, test: str, reuse: bool = True) -> tuple[dict[str, np.ndarray], str]:
+    """This study's vectors of ``test`` ("euro" or "singles") for the embedder's model: read back when stored and
+    ``reuse``, else made (about 30 minutes on 2 cores) and stored. Returns them and how they were had."""
+    path = WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz"
+    return stored_descriptors(path, reuse, lambda: extract(embedder, test))
+
+
 def angle_embedder(model: str) -> Embedder:
     """The embedder of a model file that gives angle vectors (these studies score as search does with them)."""
     embedder = Embedder(model)
@@ -145,8 +152,7 @@ def main() -> None:
     embedder = angle_embedder(args.model)
     rows, lines = [], []
     for test, label in TESTS.items():
-        d, how = stored_descriptors(WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz", args.reuse,
-                                    lambda: extract(embedder, test))
+        d, how = stored_vectors(embedder, test, args.reuse)
         d["test"] = label
         sides = {form: np.percentile(d[f"{form}:crop side"], [0, 50, 100]).astype(int) for form in FORMS}
         print(f"{label}: vectors {how}", flush=True)
