@@ -3,14 +3,16 @@
     .venv/bin/python benchmarks/query_forms.py --model runs/recipe.cm [--name query-forms]
 
 A catalogue-like query (evaluation.protocol) is the photo turned grey, rotated by a random angle and shrunk to
-128 px. This study makes the euro pairs' queries with one part at a time and with each pair of them, the same
-random angles (seed 0, drawn as the protocol draws them), and scores each set as search does (every entry: (pooled
+128 px. This study makes the euro pairs' queries grey, then grey with each other part added, then with all three,
+at the protocol's own random angles (seed 0, drawn as the protocol draws them), and scores each set as search does (every entry: (pooled
 + aligned cosine) / 2, less half the entry's local density, k = 10). It also turns each query by its angle
 rounded to the nearest of the model's own angles (22.5 degrees apart for 16), where the model's rotated views
 line up with the turn and only the crop's corners differ: if that costs as much as any angle, the loss is the
 corners', not the angles' in between. It reads the catalogue's vectors from benchmarks/query_scales.py's stored
 file for the model (made first when missing: about 30 minutes) and embeds the 84 queries once per form (about
-20 s each on 2 cores).
+20 s each on 2 cores). The model sees luminance only, yet greyness can still cost: the coin finder reads the
+photo's colour, so it also reports how often, and by how much, the circle it finds on the grey photo differs from
+the one it finds on the colour photo.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from common import pairs_manifests, search_crop
 from density import top_mean
 from query_scales import angle_embedder, report, row, score, stored_vectors
 from coinmatch.evaluation.protocol import grey, load_query_images, read_queries, rotate, shrink
+from coinmatch.segment import locate_coin
 
 FORMS = {
     "photo": lambda im, a, step: im,
@@ -35,6 +38,19 @@ FORMS = {
                                                                                           * step)),
     "catalogue-like (grey, turned, shrunk)": lambda im, a, step: shrink(rotate(grey(im), a)),
 }
+
+
+def finder_on_grey(photos: list[np.ndarray]) -> str:
+    """How the coin finder's circle on each grey photo differs from its circle on the colour photo."""
+    moved = []
+    for im in photos:
+        a, b = locate_coin(im).circle, locate_coin(grey(im)).circle
+        moved.append((np.hypot(a.x - b.x, a.y - b.y) / a.r, abs(a.r - b.r) / a.r))
+    centre, radius = np.array(moved).T
+    return (f"the coin finder on the grey photo against the colour one: the circle's centre or radius moves by more "
+            f"than 1 % of the radius on {int(((centre > 0.01) | (radius > 0.01)).sum())} of {len(photos)} queries; "
+            f"radius change median {np.median(radius):.1%}, max {radius.max():.1%}; centre shift median "
+            f"{np.median(centre):.1%}, max {centre.max():.1%} of the radius")
 
 
 def main() -> None:
@@ -65,8 +81,8 @@ def main() -> None:
                                                                     for im, a in zip(photos, angles)])
         rows.append(row(d, "query", form, score(d, form, "cat") - 0.5 * density[None, :]))
         print(form, f"{rows[-1]['R@1']:.3f}", flush=True)
-    report(args.name, args.model, rows, ("query form (search's score)", 48), (f"the model's angles: {embedder.rotations}, "
-                                                         f"{step:g} degrees apart",))
+    lines = (f"the model's angles: {embedder.rotations}, {step:g} degrees apart", finder_on_grey(photos))
+    report(args.name, args.model, rows, ("query form (search's score)", 48), lines)
 
 
 if __name__ == "__main__":
