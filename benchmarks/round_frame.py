@@ -71,6 +71,7 @@ def train(out: str, margin: float) -> float:
     argv = sys.argv
     sys.argv = ["coinmatch", "train", str(DATA / "ancient-coins" / "ocre.csv"), str(EURO / "singles.csv"),
                 "--type-column", "denomination", "--limit", "2000", *RECIPE, "--mask", "--out", out]
+    # no --workers: processes of their own (spawned) would find and crop the coins without set_frame's settings
     t = time.perf_counter()
     try:
         main()
@@ -89,8 +90,8 @@ def train(out: str, margin: float) -> float:
 def embedder_of(path: str, label: str) -> Embedder:
     """The model's embedder, exported to an ONNX file of this study's (the radius is baked into the graph)."""
     m = load_model(path)
-    return Embedder(LoadedModel(m.network.eval(), m.config, f"round-frame-{label}", path),
-                    onnx_file=WORK / f"round-frame-{label}.onnx")
+    name = "round-frame-" + label.replace(" ", "-")
+    return Embedder(LoadedModel(m.network.eval(), m.config, name, path), onnx_file=WORK / f"{name}.onnx")
 
 
 def ranks_row(model: str, test: str, form: str, density: str, S: np.ndarray, true: np.ndarray,
