@@ -4,7 +4,7 @@
 
 Turned by 45 degrees, a crop's vector keeps a mean cosine of only about 0.78 with its own (benchmarks/turns.py):
 the square crop's corners, which a turn cuts, carry background. Catalogue-like queries are turned by any angle,
-and turning alone costs the recipe more than greyness or shrinking do. `--mask` paints mid-grey outside the
+and turning costs the recipe most of its open-set separation (benchmarks/query_forms.py). `--mask` paints mid-grey outside the
 coin's disc at every angle and makes the vector all but blind to turning (0.997), yet loses on both real tests
 (README, stop 21), having taken the rim's outer edge and its shadow too. This study keeps a ring of background
 and paints only what a turn changes: the coin is cropped with a margin of ``--margin`` (0.15) of its radius
@@ -12,7 +12,7 @@ beyond the rim, against search's 0.04, and the network paints mid-grey outside t
 every angle (`--mask` with its radius at the crop's half width).
 
 It trains the recipe so (the README's recipe command with `--mask`, every coin found and cropped again at that
-margin: about 28 minutes on 2 cores) and scores it and the recipe as it is (``--recipe``, the control) on both real
+margin: about 31 minutes on 2 cores) and scores it and the recipe as it is (``--recipe``, the control) on both real
 tests: the euro pairs (benchmarks/common.py) and the euro singles' mined pairs (benchmarks/singles_pairs.py, mined
 as that study mines them, before anything here changes the crop). Every entry is scored by search's score ((pooled
 + aligned cosine) / 2), with and without local density (search's k = 10 and weight 0.5). A third line per model:
