@@ -19,11 +19,11 @@ them first (about 30 minutes on 2 cores).
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
-from query_scales import FORMS, TESTS, angle_embedder, report, row, score, stored_vectors
+from query_scales import FORMS, TESTS, angle_embedder, model_arguments, report, row, score, stored_vectors
+from coinmatch.search import DENSITY_K
 
 KS = (1, 3, 5, 10, 20)
 WEIGHTS = (0.25, 0.5, 1.0)
@@ -32,6 +32,14 @@ WEIGHTS = (0.25, 0.5, 1.0)
 def top_mean(scores: np.ndarray, k: int) -> np.ndarray:
     """Per row, the mean of its k highest scores."""
     return np.sort(scores, axis=1)[:, -k:].mean(axis=1)
+
+
+def catalogue_density(d: dict[str, np.ndarray], k: int = DENSITY_K) -> np.ndarray:
+    """Each catalogue entry's local density as search measures it: the mean of its ``k`` best scores (search's
+    score of a pair) against the other entries (one photo per entry here)."""
+    between = score(d, "cat", "cat")
+    np.fill_diagonal(between, -np.inf)
+    return top_mean(between, k)
 
 
 def study(d: dict[str, np.ndarray]) -> list[dict]:
@@ -54,10 +62,7 @@ def study(d: dict[str, np.ndarray]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
-    ap.add_argument("--name", default="density", help="results file name in benchmarks/results/")
-    args = ap.parse_args()
+    args = model_arguments(__doc__, "density").parse_args()
     embedder = angle_embedder(args.model)
     rows = []
     for test, label in TESTS.items():

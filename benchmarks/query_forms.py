@@ -2,30 +2,30 @@
 
     .venv/bin/python benchmarks/query_forms.py --model runs/recipe.cm [--name query-forms]
 
-A catalogue-like query (evaluation.protocol) is the photo turned grey, rotated by a random angle and shrunk to
-128 px. This study makes the euro pairs' queries grey, then grey with each other part added, then with all three,
-at the protocol's own random angles (seed 0, drawn as the protocol draws them), and scores each set as search does (every entry: (pooled
-+ aligned cosine) / 2, less half the entry's local density, k = 10). It also turns each query by its angle
-rounded to the nearest of the model's own angles (22.5 degrees apart for 16), where the model's rotated views
+A catalogue-like query (evaluation.protocol) is the photo turned grey, rotated by a random angle and shrunk to 128
+px. This study makes the euro pairs' queries grey, then grey with each other part added, then with all three, at the
+protocol's own random angles (seed 0, drawn as the protocol draws them), and scores each set as search does (every
+entry: (pooled + aligned cosine) / 2, less half the entry's local density, k = 10). It also turns each query by its
+angle rounded to the nearest of the model's own angles (22.5 degrees apart for 16), where the model's rotated views
 line up with the turn and only the crop's corners differ: if that costs as much as any angle, the loss is the
-corners', not the angles' in between. It reads the catalogue's vectors from benchmarks/query_scales.py's stored
-file for the model (made first when missing: about 30 minutes) and embeds the 84 queries once per form (about
-20 s each on 2 cores). The model sees luminance only, yet greyness can still cost: the coin finder reads the
-photo's colour, so it also reports how often, and by how much, the circle it finds on the grey photo differs from
-the one it finds on the colour photo.
+corners', not the angles' in between. It reads the catalogue's vectors from benchmarks/query_scales.py's stored file
+for the model (made first when missing: about 30 minutes) and embeds the 84 queries once per form (about 20 s each
+on 2 cores). The model sees luminance only, yet greyness can still cost: the coin finder reads the photo's colour,
+so it also reports how often, and by how much, the circle it finds on the grey photo differs from the one it finds
+on the colour photo.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 
 import numpy as np
 
 from common import pairs_manifests, search_crop
-from density import top_mean
-from query_scales import angle_embedder, report, row, score, stored_vectors
+from density import catalogue_density
+from query_scales import angle_embedder, model_arguments, report, row, score, stored_vectors
 from coinmatch.evaluation.protocol import grey, load_query_images, read_queries, rotate, shrink
+from coinmatch.search import DENSITY_WEIGHT
 from coinmatch.segment import locate_coin
 
 FORMS = {
@@ -54,10 +54,7 @@ def finder_on_grey(photos: list[np.ndarray]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
-    ap.add_argument("--name", default="query-forms", help="results file name in benchmarks/results/")
-    args = ap.parse_args()
+    args = model_arguments(__doc__, "query-forms").parse_args()
     embedder = angle_embedder(args.model)
     d, how = stored_vectors(embedder, "euro")
     print(f"catalogue vectors {how}", flush=True)
@@ -72,14 +69,12 @@ def main() -> None:
     rng = np.random.default_rng(0)  # evaluation.protocol's draws: one uniform angle per query, in order
     angles = [float(rng.uniform(0, 360)) for _ in photos]
     step = 360 / embedder.rotations
-    between = score(d, "cat", "cat")
-    np.fill_diagonal(between, -np.inf)
-    density = top_mean(between, 10)
+    density = DENSITY_WEIGHT * catalogue_density(d)
     rows = []
     for form, make in FORMS.items():
         d[f"{form}:v"], d[f"{form}:a"] = embedder.embed_with_angles([search_crop(make(im, a, step))
                                                                     for im, a in zip(photos, angles)])
-        rows.append(row(d, "query", form, score(d, form, "cat") - 0.5 * density[None, :]))
+        rows.append(row(d, "query", form, score(d, form, "cat") - density[None, :]))
         print(form, f"{rows[-1]['R@1']:.3f}", flush=True)
     lines = (f"the model's angles: {embedder.rotations}, {step:g} degrees apart", finder_on_grey(photos))
     report(args.name, args.model, rows, ("query form (search's score)", 48), lines)

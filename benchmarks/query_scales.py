@@ -123,6 +123,15 @@ def stored_vectors(embedder: Embedder, test: str, reuse: bool = True) -> tuple[d
     return stored_descriptors(path, reuse, lambda: extract(embedder, test))
 
 
+def model_arguments(doc: str, name: str) -> argparse.ArgumentParser:
+    """The options these studies of one model with angle vectors share: ``--model`` and ``--name`` (its results
+    file, ``name`` by default); a study adds its own."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
+    ap.add_argument("--name", default=name, help="results file name in benchmarks/results/")
+    return ap
+
+
 def angle_embedder(model: str) -> Embedder:
     """The embedder of a model file that gives angle vectors (these studies score as search does with them)."""
     embedder = Embedder(model)
@@ -144,10 +153,8 @@ def report(name: str, model: str, rows: list[dict], method: tuple[str, int] = ("
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
+    ap = model_arguments(__doc__, "query-scales")
     ap.add_argument("--reuse", action="store_true", help="read the vectors of an earlier run back")
-    ap.add_argument("--name", default="query-scales", help="results file name in benchmarks/results/")
     args = ap.parse_args()
     embedder = angle_embedder(args.model)
     rows, lines = [], []

@@ -17,13 +17,12 @@ Scored with the model as it is (its whitening learnt on crops that were not norm
 
 from __future__ import annotations
 
-import argparse
 
 import cv2
 import numpy as np
 
 from common import WORK, search_crop, stored_descriptors
-from query_scales import FORMS, TESTS, angle_embedder, real_sets, report, row, score
+from query_scales import FORMS, TESTS, angle_embedder, model_arguments, real_sets, report, row, score
 from coinmatch.models.runtime import Embedder
 from coinmatch.segment import CROP_MARGIN, coin_mask
 
@@ -58,11 +57,9 @@ def extract(embedder: Embedder, test: str) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a model file made with --rotations > 1 (angle vectors)")
+    ap = model_arguments(__doc__, "tone")
     ap.add_argument("--tests", nargs="+", choices=sorted(TESTS), default=list(TESTS))
     ap.add_argument("--reuse", action="store_true", help="read the vectors of an earlier run back")
-    ap.add_argument("--name", default="tone", help="results file name in benchmarks/results/")
     args = ap.parse_args()
     embedder = angle_embedder(args.model)
     rows = []
