@@ -33,10 +33,9 @@ import time
 
 import numpy as np
 
-from aligned import scores
 from common import DATA, EURO, WORK, euro_crops, format_table, save_results, search_crop
-from density import top_mean
-from query_scales import score
+from density import catalogue_density
+from query_scales import row, score
 from singles_pairs import real_test
 from turns import turn
 import coinmatch.models.network as network
@@ -46,9 +45,9 @@ from coinmatch import segment
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.modelfile import LoadedModel, load_model
 from coinmatch.models.runtime import Embedder
+from coinmatch.search import DENSITY_WEIGHT
 
 FORMS = ("photo", "catalogue-like")
-DENSITY_K, DENSITY_WEIGHT = 10, 0.5  # search's
 SEARCH_FRAME = (segment.CROP_MARGIN, network.DISC_RADIUS)  # as coinmatch crops and masks, before set_frame
 RECIPE = ["--loss", "whitening", "--grey", "--rotations", "16", "--rings", "--whitening-views", "2"]
 
@@ -94,27 +93,17 @@ def embedder_of(path: str, label: str) -> Embedder:
     return Embedder(LoadedModel(m.network.eval(), m.config, name, path), onnx_file=WORK / f"{name}.onnx")
 
 
-def ranks_row(model: str, test: str, form: str, density: str, S: np.ndarray, true: np.ndarray,
-              names: np.ndarray) -> dict:
-    rank = (S > S[np.arange(len(S)), true][:, None]).sum(1) + 1
-    misses = (", ".join(f"{n.removesuffix('_b.jpg')} {r}" for n, r in zip(names, rank) if r > 1) if len(names)
-              else f"{int((rank > 1).sum())} of {len(rank)} queries")
-    return {"model": model, "test": test, "form": form, "density": density, **scores(S, true), "misses": misses}
-
-
 def score_test(model: str, embedder: Embedder, test: str, cat: list, forms: dict, true: np.ndarray,
                names: np.ndarray) -> list[dict]:
-    d = {}
+    d = {"test": test, "true": true, "names": names}
     d["cat:v"], d["cat:a"] = embedder.embed_with_angles(cat)
-    between = score(d, "cat", "cat")
-    np.fill_diagonal(between, -np.inf)
-    density = top_mean(between, DENSITY_K)
+    density = catalogue_density(d)
     rows = []
     for form in FORMS:
         d[f"{form}:v"], d[f"{form}:a"] = embedder.embed_with_angles([search_crop(im) for im in forms[form]])
         S = score(d, form, "cat")
-        rows.append(ranks_row(model, test, form, "no", S, true, names))
-        rows.append(ranks_row(model, test, form, "yes", S - DENSITY_WEIGHT * density[None, :], true, names))
+        rows.append({"model": model, **row(d, form, "no density", S)})
+        rows.append({"model": model, **row(d, form, "density", S - DENSITY_WEIGHT * density[None, :])})
     return rows
 
 
@@ -159,7 +148,7 @@ def main() -> None:
     lines += [f"{label}: mean cosine of a crop's vector with its own turned 45 degrees, 12 real crops: {c:.3f}"
               for label, c in turned.items()]
     columns = [("model", "model", "<18"), ("test", "test", "<16"), ("form", "form", "<15"),
-               ("density", "density", "<8"), ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"),
+               ("method", "method", "<11"), ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"),
                ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"), ("misses", "not first (rank)", "<")]
     text = "\n".join([f"recipe {args.recipe}; round frame: margin {args.margin:g}, mask at the crop's half width"]
                      + lines) + "\n" + format_table(rows, columns)
