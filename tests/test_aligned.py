@@ -108,6 +108,22 @@ def test_search_json_reports_both_scores_and_no_align_the_cosine(aligned_catalog
                                                                                        abs=3e-6)
 
 
+def test_a_catalogue_cropped_by_an_older_coin_finder_is_searched_and_says_so(tmp_path, aligned_catalogue):
+    from coinmatch.segment import FINDER_VERSION
+
+    searcher = Searcher(aligned_catalogue)
+    assert searcher.catalogue.meta("coin_finder") == str(FINDER_VERSION) and searcher.notes == []
+    searcher.close()
+    old = tmp_path / "old"
+    shutil.copytree(aligned_catalogue, old)
+    with sqlite3.connect(old / DB_NAME) as db:  # as a catalogue built before the finder's version was kept
+        db.execute("DELETE FROM meta WHERE key='coin_finder'")
+    searcher = Searcher(old)
+    assert len(searcher.notes) == 1 and f"coin finder 1, queries now by {FINDER_VERSION}" in searcher.notes[0]
+    assert "rebuild the catalogue" in searcher.notes[0]
+    searcher.close()
+
+
 def test_a_catalogue_made_before_angle_vectors_falls_back_says_so_and_stays_consistent(
         tmp_path, aligned_catalogue, demo_dir):
     old = tmp_path / "old"

@@ -33,6 +33,7 @@ from coinmatch.catalog.store import Catalogue, CatalogueError
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import PreparedCoin, prepare_photo
 from coinmatch.quality import quality_warnings
+from coinmatch.segment import FINDER_VERSION
 
 DENSITY_K = 10  # neighbours whose mean score is an entry's local density
 DENSITY_WEIGHT = 0.5  # the share of it taken off the entry's score
@@ -123,6 +124,11 @@ class Searcher:
             self.notes.append(f"{self.catalogue.root}: no angle vectors stored (a catalogue built before they were "
                               f"kept), so candidates are ranked by the pooled cosine alone; rebuild the catalogue "
                               f"to compare coins angle by angle")
+        finder = int(self.catalogue.meta("coin_finder", "1"))  # catalogues made before it was kept: version 1
+        if finder != FINDER_VERSION:
+            self.notes.append(f"{self.catalogue.root}: its coins were cropped by coin finder {finder}, queries now by "
+                              f"{FINDER_VERSION} (see coinmatch.segment), so a coin is framed a little differently "
+                              f"in each; rebuild the catalogue for the best matches")
         if self.calibration and not self.calibration_applies:
             self.notes.append(f"{self.catalogue.root}: calibrated on the {self.calibration.get('scoring', 'cosine')} "
                               f"score but searched by the {self.scoring} score, so no decision is given; run "

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from coinmatch import CoinmatchError
+from coinmatch.segment import FINDER_VERSION
 
 DB_NAME = "catalog.sqlite"
 FORMAT_VERSION = 1
@@ -116,7 +117,7 @@ class Catalogue:
         faiss.write_index(index, str(root / "vectors-0.faiss"))
         meta = {"format_version": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
                 "model_source": model_source, "model_config": json.dumps(model_config), "dim": dim,
-                "index_factory": index_factory, "vectors_file": "vectors-0.faiss",
+                "index_factory": index_factory, "vectors_file": "vectors-0.faiss", "coin_finder": FINDER_VERSION,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with db:
             db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
