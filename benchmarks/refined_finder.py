@@ -19,27 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
-
-from common import WORK, euro_crops, format_table, save_results, search_crop
-from round_frame import FORMS, score_test
+from common import WORK, format_table, save_results
+from round_frame import both_tests
 from singles_pairs import real_test
 from coinmatch import segment
-from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.runtime import Embedder
 
 FINDERS = {"Hough's circle": (), "refined": segment.REFINE_PASSES}
-
-
-def study(label: str, embedder: Embedder, singles) -> list[dict]:
-    ids, cat, queries = euro_crops()
-    true = np.array([np.flatnonzero(ids == q.true_id)[0] for q in queries])
-    names = np.array([q.name.rsplit("/", 1)[-1] for q in queries])
-    forms = {form: load_query_images(queries, form) for form in FORMS}
-    rows = score_test(label, embedder, "euro pairs (84)", cat, forms, true, names)
-    s_cat, s_forms, s_true = singles
-    return rows + score_test(label, embedder, "singles pairs", [search_crop(im) for im in s_cat], s_forms, s_true,
-                             np.array([], dtype=str))
 
 
 def main() -> None:
@@ -60,7 +46,7 @@ def main() -> None:
         embedder = Embedder(path)
         for finder, passes in FINDERS.items():
             segment.REFINE_PASSES = passes
-            rows += [{"finder": finder, **r} for r in study(path, embedder, (s_cat, s_forms, s_true))]
+            rows += [{"finder": finder, **r} for r in both_tests(path, embedder, (s_cat, s_forms, s_true))[0]]
             print(f"{path}, {finder}: done", flush=True)
     columns = [("model", "model", "<20"), ("finder", "finder", "<15"), ("test", "test", "<16"),
                ("form", "form", "<15"), ("method", "method", "<11"), ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"),

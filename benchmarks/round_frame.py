@@ -107,9 +107,9 @@ def score_test(model: str, embedder: Embedder, test: str, cat: list, forms: dict
     return rows
 
 
-def study(label: str, path: str, margin: float, radius: float, singles) -> tuple[list[dict], float]:
-    set_frame(margin, radius)
-    embedder = embedder_of(path, label)
+def both_tests(label: str, embedder: Embedder, singles) -> tuple[list[dict], dict[str, list[np.ndarray]]]:
+    """``score_test``'s rows on the euro pairs and on the singles' pairs (``singles``: ``real_test``'s catalogue
+    photos, query forms and truth), and the euro queries' forms."""
     ids, cat, queries = euro_crops()
     true = np.array([np.flatnonzero(ids == q.true_id)[0] for q in queries])
     names = np.array([q.name.rsplit("/", 1)[-1] for q in queries])
@@ -118,6 +118,13 @@ def study(label: str, path: str, margin: float, radius: float, singles) -> tuple
     s_cat, s_forms, s_true = singles
     rows += score_test(label, embedder, "singles pairs", [search_crop(im) for im in s_cat], s_forms, s_true,
                        np.array([], dtype=str))
+    return rows, forms
+
+
+def study(label: str, path: str, margin: float, radius: float, singles) -> tuple[list[dict], float]:
+    set_frame(margin, radius)
+    embedder = embedder_of(path, label)
+    rows, forms = both_tests(label, embedder, singles)
     crops = [search_crop(im) for im in forms["photo"][::7][:12]]
     turned = float(np.mean(np.sum(embedder.embed(crops) * embedder.embed([turn(c, 45) for c in crops]), 1)))
     return rows, turned
