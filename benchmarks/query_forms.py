@@ -10,7 +10,8 @@ angle rounded to the nearest of the model's own angles (22.5 degrees apart for 1
 line up with the turn and only the crop's corners differ: if that costs as much as any angle, the loss is the
 corners', not the angles' in between. It reads the catalogue's vectors from benchmarks/query_scales.py's stored file
 for the model (made first when missing: about 30 minutes) and embeds the 84 queries once per form (about 20 s each
-on 2 cores). The model sees luminance only, yet greyness can still cost: the coin finder reads the photo's colour,
+on 2 cores). The model sees luminance only, yet greyness can still cost through the crop: the coin finder reads
+luminance too, but before stop 27 its circle moved with a pixel's rounding (benchmarks/finder.py --change refine),
 so it also reports how often, and by how much, the circle it finds on the grey photo differs from the one it finds
 on the colour photo.
 """

@@ -36,7 +36,7 @@ from singles_pairs import real_test
 from coinmatch.align import cyclic_similarity
 from coinmatch.evaluation.protocol import load_query_images
 from coinmatch.models.runtime import Embedder
-from coinmatch.segment import Circle, CoinLocation, crop_coin, locate_coin
+from coinmatch.segment import FINDER_VERSION, Circle, CoinLocation, crop_coin, locate_coin
 
 FORMS = ("photo", "catalogue-like")
 FACTORS = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)
@@ -119,7 +119,8 @@ def study(d: dict[str, np.ndarray]) -> list[dict]:
 def stored_vectors(embedder: Embedder, test: str, reuse: bool = True) -> tuple[dict[str, np.ndarray], str]:
     """This study's vectors of ``test`` ("euro" or "singles") for the embedder's model: read back when stored and
     ``reuse``, else made (about 30 minutes on 2 cores) and stored. Returns them and how they were had."""
-    path = WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}.npz"
+    # the crops depend on the coin finder as well as the model: vectors of another finder's crops are not read back
+    path = WORK / f"query-scales-{test}-{embedder.fingerprint[:12]}-finder{FINDER_VERSION}.npz"
     return stored_descriptors(path, reuse, lambda: extract(embedder, test))
 
 
