@@ -152,6 +152,11 @@ SCORE_COLUMNS = [("val P@1", "val P@1", "8.3f"), ("photo", "photo R@1", "10.3f")
                  ("catalogue-like", "cat-like R@1", "13.3f")]
 
 
+# the scoring columns of a retrieval study's rows (aligned.scores, and the queries not ranked first)
+SCORE_COLUMNS = [("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"),
+                 ("TPR@1%", "TPR@1%FPR", "10.3f"), ("misses", "not first (rank)", "<")]
+
+
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A plain-text table: columns are (key, header, format spec such as '<70', '6.3f' or '>10'). A column is
     as wide as its spec or as its longest cell, whichever is wider, so a long label never shifts its row."""

@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 
 from aligned import scores
-from common import WORK, euro_crops, format_table, save_results, search_crop
+from common import SCORE_COLUMNS, WORK, euro_crops, format_table, save_results, search_crop
 from singles_pairs import real_test
 from coinmatch import segment
 from coinmatch.align import cyclic_similarity
@@ -96,8 +96,7 @@ def main() -> None:
     finally:
         set_margin(kept)
     columns = [("model", "model", "<20"), ("margin", "margin", "7.3f"), ("test", "test", "<16"), ("form", "form", "<15"),
-               ("method", "method", "<11"), ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"), ("AUC", "ROC AUC", "8.3f"),
-               ("TPR@1%", "TPR@1%FPR", "10.3f"), ("misses", "not first (rank)", "<")]
+               ("method", "method", "<11")] + SCORE_COLUMNS
     text = (f"crop margin beyond the found rim, catalogue and queries alike; finder: {len(segment.REFINE_PASSES)} "
             f"refining passes\n" + format_table(rows, columns))
     print(text)

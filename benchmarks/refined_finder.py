@@ -7,7 +7,7 @@ radius on a third of the euro pairs (benchmarks/finder.py --change refine), so a
 catalogue and in the query. The finder now refines it onto the rim (segment.REFINE_PASSES). This study scores each
 model, searched with Hough's circles as they won (refining off) and with the refined ones, on both real tests: the
 euro pairs (benchmarks/common.py) and the euro singles' mined pairs (benchmarks/singles_pairs.py), mined once with
-Hough's circles (under a cache folder of this study's own) so that both finders face the same 72 pairs. Every entry is scored by search's score ((pooled +
+Hough's circles (under a cache folder of this study's own) so that both finders face the same pairs (56 queries since stop 28). Every entry is scored by search's score ((pooled +
 aligned cosine) / 2), with and without local density (search's k and weight), as benchmarks/round_frame.py scores.
 Give it a model trained with each finder (the README's recipe command, run before and after the change: the
 training cache is keyed by the finder's source, so a run after it crops every coin again). About 9 minutes a model
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from common import WORK, format_table, save_results
+from common import SCORE_COLUMNS, WORK, format_table, save_results
 from round_frame import both_tests
 from singles_pairs import real_test
 from coinmatch import segment
@@ -49,8 +49,7 @@ def main() -> None:
             rows += [{"finder": finder, **r} for r in both_tests(path, embedder, (s_cat, s_forms, s_true))[0]]
             print(f"{path}, {finder}: done", flush=True)
     columns = [("model", "model", "<20"), ("finder", "finder", "<15"), ("test", "test", "<16"),
-               ("form", "form", "<15"), ("method", "method", "<11"), ("R@1", "R@1", "6.3f"), ("R@5", "R@5", "6.3f"),
-               ("AUC", "ROC AUC", "8.3f"), ("TPR@1%", "TPR@1%FPR", "10.3f"), ("misses", "not first (rank)", "<")]
+               ("form", "form", "<15"), ("method", "method", "<11")] + SCORE_COLUMNS
     text = (f"coin finder refining passes (band, step): {FINDERS['refined']}; singles pairs mined with Hough's "
             f"circles\n" + format_table(rows, columns))
     print(text)
