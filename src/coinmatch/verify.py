@@ -58,10 +58,13 @@ def extract(crop: np.ndarray) -> LocalFeatures:
     kps, desc = sift.detectAndCompute(grey, coin_mask(SIDE, radius_fraction=0.96))
     if desc is None or len(kps) == 0:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
-    desc = desc / (desc.sum(axis=1, keepdims=True) + 1e-7)  # RootSIFT: L1, then square root
-    desc = np.sqrt(desc).astype(np.float32)
     pts = np.array([k.pt for k in kps], np.float32)
-    return LocalFeatures(pts, desc)
+    return LocalFeatures(pts, rootsift(desc))
+
+
+def rootsift(desc: np.ndarray) -> np.ndarray:
+    """SIFT descriptors as RootSIFT: L1-normalised, then square-rooted (float32)."""
+    return np.sqrt(desc / (desc.sum(axis=1, keepdims=True) + 1e-7)).astype(np.float32)
 
 
 def to_blob(f: LocalFeatures) -> tuple[str, bytes, bytes]:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from coinmatch.segment import Circle
+from coinmatch.verify import rootsift
 
 MATCH_SIDE = 600  # photos are scaled so that their longer side is at most this (small ones enlarged up to 2x)
 MIN_INLIERS = 20
@@ -59,8 +60,7 @@ def _features(rgb: np.ndarray, circles: list[Circle]) -> tuple[np.ndarray, np.nd
     kps, desc = _sift.detectAndCompute(grey, mask)
     if desc is None or len(kps) < 3:
         return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
-    desc = np.sqrt(desc / (desc.sum(1, keepdims=True) + 1e-7))  # RootSIFT
-    return np.array([k.pt for k in kps], np.float32) / s, desc.astype(np.float32)
+    return np.array([k.pt for k in kps], np.float32) / s, rootsift(desc)
 
 
 def photo_map(a: np.ndarray, b: np.ndarray, circles_a: list[Circle], circles_b: list[Circle]) -> PhotoMap | None:
