@@ -86,8 +86,12 @@ def rescaled(loc: CoinLocation, factor: float) -> CoinLocation:
 
 
 def score(d: dict[str, np.ndarray], query: str, cat: str) -> np.ndarray:
-    """Queries x entries: search's score, (pooled cosine + aligned cosine) / 2."""
-    return (d[f"{query}:v"] @ d[f"{cat}:v"].T + cyclic_similarity(d[f"{query}:a"], d[f"{cat}:a"])) / 2
+    """Queries x entries: search's score, (pooled cosine + aligned cosine) / 2, or the pooled cosine alone for a
+    model without angle vectors (its angle vectors None), as search scores such a model."""
+    pooled = d[f"{query}:v"] @ d[f"{cat}:v"].T
+    if d[f"{query}:a"] is None:
+        return pooled
+    return (pooled + cyclic_similarity(d[f"{query}:a"], d[f"{cat}:a"])) / 2
 
 
 def row(d: dict[str, np.ndarray], form: str, method: str, S: np.ndarray) -> dict:

@@ -43,7 +43,7 @@ import coinmatch.prepare as prepare
 import coinmatch.training.augment as augment
 from coinmatch import segment
 from coinmatch.evaluation.protocol import load_query_images
-from coinmatch.models.modelfile import LoadedModel, load_model
+from coinmatch.models.modelfile import LoadedModel, builtin_model, load_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.search import DENSITY_WEIGHT
 
@@ -57,6 +57,7 @@ def set_frame(margin: float, radius: float) -> None:
     outside ``radius`` (in half widths of the crop)."""
     network.DISC_RADIUS = radius
     network.disc_mask.cache_clear()
+    network.pool_weights.cache_clear()  # a --disc model pools within the disc
     prepare.crop_coin = functools.partial(segment.crop_coin, margin=margin)
     augment.CROP_MARGIN = margin  # where augmentation puts another background: outside the coin's disc
 
@@ -86,11 +87,12 @@ def train(out: str, margin: float) -> float:
     return time.perf_counter() - t
 
 
-def embedder_of(path: str, label: str) -> Embedder:
-    """The model's embedder, exported to an ONNX file of this study's (the radius is baked into the graph)."""
-    m = load_model(path)
-    name = "round-frame-" + label.replace(" ", "-")
-    return Embedder(LoadedModel(m.network.eval(), m.config, name, path), onnx_file=WORK / f"{name}.onnx")
+def embedder_of(path: str, label: str, prefix: str = "round-frame-") -> Embedder:
+    """The model's embedder (``path`` "default": the untrained network search uses without --model), exported afresh
+    to an ONNX file of the study's (the disc's radius is baked into the graph)."""
+    m = builtin_model() if path == "default" else load_model(path)
+    name = prefix + label.replace(" ", "-").replace("/", "-")
+    return Embedder(LoadedModel(m.network.eval(), m.config, name, m.source), onnx_file=WORK / f"{name}.onnx")
 
 
 def score_test(model: str, embedder: Embedder, test: str, cat: list, forms: dict, true: np.ndarray,
