@@ -17,13 +17,12 @@ About 3 minutes on 2 cores once the singles are mined (mining: 1-2 minutes a fin
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-from pathlib import Path
 
 import numpy as np
 
 from common import EURO, WORK, format_table, save_results
+from singles_pairs import read_pairs
 from coinmatch import segment
 from coinmatch.evaluation.circles import disagreement, photo_map
 from coinmatch.images import load_rgb
@@ -32,16 +31,6 @@ from coinmatch.training.mining import mine_manifest
 FINDERS = {"Hough's circle": (), "refined": segment.REFINE_PASSES}
 CACHES = {"Hough's circle": WORK / "refined-finder-cache", "refined": WORK / "finder-pairs-cache"}
 THRESHOLDS = (0.02, 0.03, 0.05, 0.10)
-
-
-def read_pairs(csv_path: Path) -> list[tuple[str, str]]:
-    """The pairs of a pairs CSV (two rows a coin_id; image paths relative to the CSV's folder), as absolute paths."""
-    with open(csv_path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    by_coin: dict[str, list[str]] = {}
-    for r in rows:
-        by_coin.setdefault(r["coin_id"], []).append(str((csv_path.parent / r["image"]).resolve()))
-    return [(a, b) for a, b in by_coin.values()]
 
 
 def singles_pairs() -> list[tuple[str, str]]:
@@ -66,15 +55,10 @@ def singles_pairs() -> list[tuple[str, str]]:
 
 
 def euro_pairs() -> list[tuple[str, str]]:
-    with open(EURO / "pairs.csv", encoding="utf-8") as f:
-        by_coin: dict[str, list[str]] = {}
-        for r in csv.DictReader(f):
-            by_coin.setdefault(r["coin_id"], []).append(str((EURO / r["image"]).resolve()))
-    return [tuple(sorted(v)) for v in by_coin.values()]
+    return [tuple(sorted(p)) for p in read_pairs(EURO / "pairs.csv")]
 
 
-def circles_of(path: str) -> dict[str, segment.Circle]:
-    rgb = load_rgb(path)
+def circles_of(rgb: np.ndarray) -> dict[str, segment.Circle]:
     kept = segment.REFINE_PASSES
     try:
         out = {}
@@ -90,8 +74,9 @@ def study(set_name: str, pairs: list[tuple[str, str]]) -> tuple[list[dict], list
     rows, per_pair, unmapped = [], [], 0
     found: dict[str, list[tuple[float, float]]] = {name: [] for name in FINDERS}
     for a, b in pairs:
-        ca, cb = circles_of(a), circles_of(b)
-        m = photo_map(load_rgb(a), load_rgb(b), list(ca.values()), list(cb.values()))
+        pa, pb = load_rgb(a), load_rgb(b)
+        ca, cb = circles_of(pa), circles_of(pb)
+        m = photo_map(pa, pb, list(ca.values()), list(cb.values()))
         if m is None:
             unmapped += 1
             continue

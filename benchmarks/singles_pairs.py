@@ -21,6 +21,7 @@ import argparse
 import csv
 import glob
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -31,18 +32,25 @@ from coinmatch.models.runtime import Embedder
 from coinmatch.training.mining import mine_manifest
 
 
-def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
+def read_pairs(csv_path: Path) -> list[tuple[str, str]]:
+    """The pairs of a pairs CSV (two rows a ``coin_id``, image paths relative to the CSV's folder: what `coinmatch
+    mine-pairs` writes, and the euro pairs' manifest), in the file's order, as absolute paths."""
+    with open(csv_path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_coin: dict[str, list[str]] = {}
+    for r in rows:
+        by_coin.setdefault(r["coin_id"], []).append(str((csv_path.parent / r["image"]).resolve()))
+    return [(a, b) for a, b in by_coin.values()]
+
+
+def sets(pairs_csv: Path) -> tuple[list[str], list[str], np.ndarray]:
     """Catalogue photos, query photos, and for each query the index of its coin's catalogue photo.
 
     The owner photographed many coins more than twice, so the mined pairs chain into groups of photos of one coin
     (2 to 16 photos). Each group gives one query and one catalogue photo (its first mined pair) and its other photos
     leave the catalogue: left in, they are the same coin as the query and yet counted against it (before stop 28
     they were, and most of the test's misses were such photos ranked first)."""
-    with open(pairs_csv, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    pairs: dict[str, list[str]] = {}
-    for r in rows:
-        pairs.setdefault(r["coin_id"], []).append(str((pairs_csv.parent / r["image"]).resolve()))
+    pairs = read_pairs(pairs_csv)
     group: dict[str, str] = {}  # union-find over the mined pairs: photo -> a photo of its coin
 
     def root(p: str) -> str:
@@ -50,17 +58,18 @@ def sets(pairs_csv) -> tuple[list[str], list[str], np.ndarray]:
             p = group[p]
         return p
 
-    for a, b in pairs.values():
+    for a, b in pairs:
         group[root(a)] = root(b)
     chosen: dict[str, tuple[str, str]] = {}
-    for a, b in pairs.values():  # mining's order: the first pair of each coin
+    for a, b in pairs:  # mining's order: the first pair of each coin
         chosen.setdefault(root(a), (a, b))
     with open(EURO / "singles.csv", encoding="utf-8") as f:
         singles = [str((EURO / r["image"]).resolve()) for r in csv.DictReader(f)]
     disjoint = list(chosen.values())
     queries = [b for _, b in disjoint]
     is_query = set(queries)
-    same_coin = {p for p in group if p not in {a for a, _ in disjoint}}  # the groups' photos besides the entries
+    entries = {a for a, _ in disjoint}
+    same_coin = {p for p in group if p not in entries}  # the groups' photos besides the entries
     cat = [p for p in singles if p not in is_query and p not in same_coin]
     return cat, queries, np.array([cat.index(a) for a, _ in disjoint])
 
