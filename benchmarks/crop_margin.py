@@ -46,13 +46,13 @@ def main() -> None:
                 embedder = embedder_of(model, f"{model}-{margin:g}", prefix="crop-margin-")
                 for test, cat, forms, true, n in (("euro pairs (84)", e_cat, e_forms, e_true, names),
                                                   (f"singles ({len(s_true)})", s_cat, s_forms, s_true, np.array([]))):
-                    rows += [{"margin": margin, **r} for r in score_test(model, embedder, test,
-                                                                         [search_crop(im) for im in cat], forms, true, n)]
+                    crops = [search_crop(im) for im in cat]
+                    rows += [{"margin": margin, **r} for r in score_test(model, embedder, test, crops, forms, true, n)]
                 print(f"{model} at {margin:g}: done", flush=True)
     finally:
         set_frame(*SEARCH_FRAME)
-    columns = [("model", "model", "<20"), ("margin", "margin", "7.3f"), ("test", "test", "<16"), ("form", "form", "<15"),
-               ("method", "method", "<11")] + SCORE_COLUMNS
+    columns = [("model", "model", "<20"), ("margin", "margin", "7.3f"), ("test", "test", "<16"),
+               ("form", "form", "<15"), ("method", "method", "<11")] + SCORE_COLUMNS
     text = (f"crop margin beyond the found rim, catalogue and queries alike; finder: {len(segment.REFINE_PASSES)} "
             f"refining passes\n" + format_table(rows, columns))
     print(text)

@@ -22,13 +22,13 @@ import os
 import numpy as np
 
 from common import EURO, WORK, format_table, save_results
+from refined_finder import FINDERS
 from singles_pairs import read_pairs
 from coinmatch import segment
 from coinmatch.evaluation.circles import disagreement, photo_map
 from coinmatch.images import load_rgb
 from coinmatch.training.mining import mine_manifest
 
-FINDERS = {"Hough's circle": (), "refined": segment.REFINE_PASSES}
 CACHES = {"Hough's circle": WORK / "refined-finder-cache", "refined": WORK / "finder-pairs-cache"}
 THRESHOLDS = (0.02, 0.03, 0.05, 0.10)
 

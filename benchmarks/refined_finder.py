@@ -7,8 +7,9 @@ radius on a third of the euro pairs (benchmarks/finder.py --change refine), so a
 catalogue and in the query. The finder now refines it onto the rim (segment.REFINE_PASSES). This study scores each
 model, searched with Hough's circles as they won (refining off) and with the refined ones, on both real tests: the
 euro pairs (benchmarks/common.py) and the euro singles' mined pairs (benchmarks/singles_pairs.py), mined once with
-Hough's circles (under a cache folder of this study's own) so that both finders face the same pairs (56 queries since stop 28). Every entry is scored by search's score ((pooled +
-aligned cosine) / 2), with and without local density (search's k and weight), as benchmarks/round_frame.py scores.
+Hough's circles (under a cache folder of this study's own) so that both finders face the same pairs (56 queries
+since stop 28). Every entry is scored by search's score ((pooled + aligned cosine) / 2), with and without local
+density (search's k and weight), as benchmarks/round_frame.py scores.
 Give it a model trained with each finder (the README's recipe command, run before and after the change: the
 training cache is keyed by the finder's source, so a run after it crops every coin again). About 9 minutes a model
 and finder on 2 cores.
