@@ -62,15 +62,17 @@ def set_frame(margin: float, radius: float) -> None:
     augment.CROP_MARGIN = margin  # where augmentation puts another background: outside the coin's disc
 
 
-def train(out: str, margin: float) -> float:
-    """The recipe with the round frame, into ``out``; returns its wall time in seconds."""
+def train(out: str, margin: float, mask: bool = True) -> float:
+    """The recipe with the round frame (``mask``: painted outside the crop's inscribed circle), coins cropped at
+    ``margin``, into ``out``; returns its wall time in seconds. Call set_frame first."""
     from coinmatch.cli import main
 
     cache = os.environ.get("COINMATCH_CACHE")
     os.environ["COINMATCH_CACHE"] = str(WORK / f"round-frame-cache-{margin:g}")  # crops of this margin only
     argv = sys.argv
     sys.argv = ["coinmatch", "train", str(DATA / "ancient-coins" / "ocre.csv"), str(EURO / "singles.csv"),
-                "--type-column", "denomination", "--limit", "2000", *RECIPE, "--mask", "--out", out]
+                "--type-column", "denomination", "--limit", "2000", *RECIPE, *(["--mask"] if mask else []),
+                "--out", out]
     # no --workers: processes of their own (spawned) would find and crop the coins without set_frame's settings
     t = time.perf_counter()
     try:
