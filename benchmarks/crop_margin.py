@@ -13,7 +13,7 @@ follows the margin (round_frame.set_frame; fixed in the ONNX graph, so each marg
 recipe's rings are fixed shares of the crop and do not. About 5 minutes a model and margin on 2 cores.
 
 ``--train M...`` also trains the recipe (the README's command, round_frame.train without the mask) with every coin
-cropped at margin M, about 35 minutes each on 2 cores, into out/benchmarks/crop-margin-recipe-M.cm (``--reuse``
+cropped at margin M, about 46 minutes each on 2 cores, into out/benchmarks/crop-margin-recipe-M.cm (``--reuse``
 keeps one already there), and searches it at the margin it was trained at: the margin at training and search time.
 """
 
