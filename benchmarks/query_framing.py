@@ -7,8 +7,9 @@ query under a known map: a turn about the photo's centre, then a scale. So the c
 photographed query can be carried into the catalogue-like one exactly, with no matching, and set beside the circle
 that the finder gives there itself. On both real same-coin tests, the euro pairs (benchmarks/common.py) and the
 euro singles' mined pairs (benchmarks/singles_pairs.py, the same sets and draws), this study reports:
-  - how far apart the two circles are: the centre's distance and the |log| of the radii's ratio, in radii (the
-    worse of the two per query), as median, mean and share of queries over 2, 3, 5 and 10 %;
+  - how far apart the two circles are: the centre's distance and the |log| of the radii's ratio, in radii
+    (coinmatch.evaluation.circles.disagreement, as benchmarks/finder_pairs.py measures real pairs; the worse of the
+    two per query), as median, mean and share of queries over 2, 3, 5 and 10 %;
   - the model's recall@1 and @5, open-set ROC AUC and TPR at 1 % FPR (benchmarks/aligned.py's), every entry scored
     by search's score with local density, for the catalogue-like queries framed by the finder (as search frames
     them) and framed by the carried circle (the photographed query's framing, an oracle search does not have),
@@ -34,6 +35,7 @@ from common import euro_crops, search_crop
 from density import catalogue_density
 from query_scales import model_arguments, report, row, score
 from singles_pairs import real_test
+from coinmatch.evaluation.circles import PhotoMap, disagreement
 from coinmatch.evaluation.protocol import catalogue_like, grey, rotate, shrink
 from coinmatch.images import load_rgb
 from coinmatch.models.runtime import Embedder
@@ -45,9 +47,9 @@ THRESHOLDS = (0.02, 0.03, 0.05, 0.1)
 SIZE = 128  # evaluation.protocol's catalogue-like size
 
 
-def catalogue_like_drawn(photos: list[np.ndarray], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The protocol's catalogue-like queries (the same draws as its seed), and for each the 2 x 3 map that takes
-    a point of the photo to the catalogue-like image."""
+def catalogue_like_drawn(photos: list[np.ndarray], seed: int = 0) -> tuple[list[np.ndarray], list[PhotoMap]]:
+    """The protocol's catalogue-like queries (the same draws as its seed), and for each the map that takes the
+    photo to the catalogue-like image (a turn and a uniform scale; ``inliers`` 0: it is known, not matched)."""
     rng = np.random.default_rng(seed)
     images, maps = [], []
     for im in photos:
@@ -55,7 +57,7 @@ def catalogue_like_drawn(photos: list[np.ndarray], seed: int = 0) -> tuple[list[
         out = shrink(rotate(grey(im), angle), SIZE)
         h, w = im.shape[:2]
         turn = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), [0, 0, 1]])
-        maps.append(resize_map(w, h, out.shape[1], out.shape[0]) @ turn)
+        maps.append(PhotoMap(resize_map(w, h, out.shape[1], out.shape[0]) @ turn, 0))
         images.append(out)
     check = catalogue_like(photos[0], np.random.default_rng(seed))
     if not np.array_equal(check, images[0]):
@@ -69,17 +71,6 @@ def resize_map(w: int, h: int, w2: int, h2: int) -> np.ndarray:
     return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
 
 
-def carried(c: Circle, m: np.ndarray) -> Circle:
-    """A circle of the photo in the catalogue-like image (the map is a turn and a uniform scale)."""
-    x, y = m @ np.array([c.x, c.y, 1.0])
-    return Circle(float(x), float(y), c.r * float(np.sqrt(abs(np.linalg.det(m[:, :2])))))
-
-
-def disagreement(found: Circle, truth: Circle) -> float:
-    """The worse of the centres' distance and the radii's |log ratio|, in radii of ``truth``."""
-    return max(np.hypot(found.x - truth.x, found.y - truth.y) / truth.r, abs(np.log(found.r / truth.r)))
-
-
 def framings(photos: list[np.ndarray]) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
     """Query crops: photographed (search's), catalogue-like framed by the finder (search's) and by the photo's
     circle carried over; and each catalogue-like query's circle disagreement."""
@@ -88,10 +79,11 @@ def framings(photos: list[np.ndarray]) -> tuple[dict[str, list[np.ndarray]], np.
     errors = []
     for photo, im, m in zip(photos, images, maps):
         own = locate_coin(im)
-        truth = carried(locate_coin(photo).circle, m)
+        first = locate_coin(photo).circle
+        truth = m.carry(first)
         crops["catalogue-like"].append(crop_coin(im, own, mask=False))
         crops["catalogue-like, carried"].append(crop_coin(im, CoinLocation(truth, True, "carried", 1.0), mask=False))
-        errors.append(disagreement(own.circle, truth))
+        errors.append(disagreement(m, first, own.circle).worst)
     return crops, np.array(errors)
 
 

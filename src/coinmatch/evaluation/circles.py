@@ -32,6 +32,11 @@ class PhotoMap:
     def scale(self) -> float:
         return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
 
+    def carry(self, c: Circle) -> Circle:
+        """Circle ``c`` of the first photo, carried into the second (its radius by the map's scale)."""
+        x, y = self.matrix[:, :2] @ np.array([c.x, c.y]) + self.matrix[:, 2]
+        return Circle(float(x), float(y), self.scale * c.r)
+
 
 @dataclass
 class Disagreement:
@@ -86,6 +91,5 @@ def photo_map(a: np.ndarray, b: np.ndarray, circles_a: list[Circle], circles_b: 
 
 def disagreement(m: PhotoMap, a: Circle, b: Circle) -> Disagreement:
     """How far circle ``b`` (found in the second photo) lies from circle ``a`` (found in the first) carried by ``m``."""
-    centre = m.matrix[:, :2] @ np.array([a.x, a.y]) + m.matrix[:, 2]
-    return Disagreement(float(np.hypot(centre[0] - b.x, centre[1] - b.y) / b.r),
-                        float(abs(np.log(b.r / (m.scale * a.r)))))
+    c = m.carry(a)
+    return Disagreement(float(np.hypot(c.x - b.x, c.y - b.y) / b.r), float(abs(np.log(b.r / c.r))))
