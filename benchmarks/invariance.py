@@ -32,7 +32,7 @@ import numpy as np
 from common import (SCORE_COLUMNS, WORK, euro_crops, format_table, save_results,
                     stored_descriptors, study_arguments, training_views, unit)
 from coinmatch.align import cyclic_similarity
-from coinmatch.evaluation.protocol import grey, load_query_images, rotate, shrink
+from coinmatch.evaluation.protocol import catalogue_like_angles, grey, load_query_images, rotate, shrink
 from coinmatch.models.modelfile import ModelConfig, build_network
 from coinmatch.models.runtime import resize_square
 from coinmatch.prepare import prepare_array
@@ -81,8 +81,7 @@ def extract(backbone: str, size: int, limit: int, n_train: int, grey: bool) -> d
     out = {"cat_ids": cat_ids, "cat": embed(cat_crops, "euro catalogue"),
            "q_ids": np.array([q.true_id for q in queries])}
     photos = load_query_images(queries, "photo")
-    rng = np.random.default_rng(0)
-    angles = [float(rng.uniform(0, 360)) for _ in photos]  # the draws catalogue_like makes with seed 0
+    angles = catalogue_like_angles(len(photos), seed=0)
     forms = {form: [make(rgb, a) for rgb, a in zip(photos, angles)] for form, make in PARTS.items()}
     forms["catalogue-like"] = load_query_images(queries, "catalogue-like", seed=0)
     for form, images in forms.items():

@@ -36,7 +36,7 @@ from density import catalogue_density
 from query_scales import model_arguments, report, row, score
 from singles_pairs import real_test
 from coinmatch.evaluation.circles import PhotoMap, disagreement
-from coinmatch.evaluation.protocol import catalogue_like, grey, rotate, shrink
+from coinmatch.evaluation.protocol import catalogue_like_angles, catalogue_like_at
 from coinmatch.images import load_rgb
 from coinmatch.models.runtime import Embedder
 from coinmatch.search import DENSITY_WEIGHT
@@ -44,24 +44,18 @@ from coinmatch import segment
 from coinmatch.segment import Circle, CoinLocation, crop_coin, locate_coin
 
 THRESHOLDS = (0.02, 0.03, 0.05, 0.1)
-SIZE = 128  # evaluation.protocol's catalogue-like size
 
 
-def catalogue_like_drawn(photos: list[np.ndarray], seed: int = 0) -> tuple[list[np.ndarray], list[PhotoMap]]:
-    """The protocol's catalogue-like queries (the same draws as its seed), and for each the map that takes the
-    photo to the catalogue-like image (a turn and a uniform scale; ``inliers`` 0: it is known, not matched)."""
-    rng = np.random.default_rng(seed)
+def catalogue_like_drawn(photos: list[np.ndarray]) -> tuple[list[np.ndarray], list[PhotoMap]]:
+    """The protocol's catalogue-like queries (seed 0, as load_query_images makes them), and for each the map that
+    takes the photo to the catalogue-like image (a turn and a uniform scale; ``inliers`` 0: known, not matched)."""
     images, maps = [], []
-    for im in photos:
-        angle = float(rng.uniform(0, 360))  # catalogue_like's one draw per image
-        out = shrink(rotate(grey(im), angle), SIZE)
+    for im, angle in zip(photos, catalogue_like_angles(len(photos), seed=0)):
+        out = catalogue_like_at(im, angle)
         h, w = im.shape[:2]
         turn = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), [0, 0, 1]])
         maps.append(PhotoMap(resize_map(w, h, out.shape[1], out.shape[0]) @ turn, 0))
         images.append(out)
-    check = catalogue_like(photos[0], np.random.default_rng(seed))
-    if not np.array_equal(check, images[0]):
-        raise SystemExit("evaluation.protocol.catalogue_like draws differently now: update catalogue_like_drawn")
     return images, maps
 
 

@@ -57,16 +57,27 @@ def shrink(rgb: np.ndarray, size: int = 128) -> np.ndarray:
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+def catalogue_like_at(rgb: np.ndarray, angle: float, size: int = 128) -> np.ndarray:
+    """Grey, rotated by ``angle`` degrees about the centre, shrunk to ``size`` px on the long side."""
+    return shrink(rotate(grey(rgb), angle), size)
+
+
 def catalogue_like(rgb: np.ndarray, rng: np.random.Generator, size: int = 128) -> np.ndarray:
-    """Grey, rotated by a random angle about the centre, shrunk to ``size`` px on the long side."""
-    return shrink(rotate(grey(rgb), float(rng.uniform(0, 360))), size)
+    """Grey, rotated by a random angle about the centre (one draw of ``rng``), shrunk to ``size`` px on the long
+    side."""
+    return catalogue_like_at(rgb, float(rng.uniform(0, 360)), size)
+
+
+def catalogue_like_angles(n: int, seed: int = 0) -> list[float]:
+    """The angles by which ``load_query_images(..., "catalogue-like", seed)`` turns its ``n`` queries, in order."""
+    rng = np.random.default_rng(seed)
+    return [float(rng.uniform(0, 360)) for _ in range(n)]
 
 
 def load_query_images(queries: list[Query], form: str = "photo", seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
     images = [load_rgb(q.path) for q in queries]
     if form == "photo":
         return images
     if form == "catalogue-like":
-        return [catalogue_like(im, rng) for im in images]
+        return [catalogue_like_at(im, a) for im, a in zip(images, catalogue_like_angles(len(images), seed))]
     raise ValueError(f"unknown query form {form!r}: photo or catalogue-like")
