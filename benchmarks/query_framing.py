@@ -39,9 +39,10 @@ from coinmatch.evaluation.circles import PhotoMap, disagreement
 from coinmatch.evaluation.protocol import catalogue_like_angles, catalogue_like_at
 from coinmatch.images import load_rgb
 from coinmatch.models.runtime import Embedder
+from coinmatch.prepare import prepare_array
 from coinmatch.search import DENSITY_WEIGHT
 from coinmatch import segment
-from coinmatch.segment import Circle, CoinLocation, crop_coin, locate_coin
+from coinmatch.segment import Circle, CoinLocation, crop_coin
 
 THRESHOLDS = (0.02, 0.03, 0.05, 0.1)
 
@@ -69,15 +70,15 @@ def framings(photos: list[np.ndarray]) -> tuple[dict[str, list[np.ndarray]], np.
     """Query crops: photographed (search's), catalogue-like framed by the finder (search's) and by the photo's
     circle carried over; and each catalogue-like query's circle disagreement."""
     images, maps = catalogue_like_drawn(photos)
-    crops = {"photo": [search_crop(im) for im in photos], "catalogue-like": [], "catalogue-like, carried": []}
+    crops = {"photo": [], "catalogue-like": [], "catalogue-like, carried": []}
     errors = []
     for photo, im, m in zip(photos, images, maps):
-        own = locate_coin(im)
-        first = locate_coin(photo).circle
-        truth = m.carry(first)
-        crops["catalogue-like"].append(crop_coin(im, own, mask=False))
+        first, own = prepare_array(photo), prepare_array(im)  # each coin found once, as search finds and crops it
+        truth = m.carry(first.location.circle)
+        crops["photo"].append(first.crop)
+        crops["catalogue-like"].append(own.crop)
         crops["catalogue-like, carried"].append(crop_coin(im, CoinLocation(truth, True, "carried", 1.0), mask=False))
-        errors.append(disagreement(m, first, own.circle).worst)
+        errors.append(disagreement(m, first.location.circle, own.location.circle).worst)
     return crops, np.array(errors)
 
 
