@@ -24,7 +24,21 @@ def test_metrics_on_known_ranks_and_scores():
     t = metrics.threshold_for_fpr(neg, 0.01)
     assert np.mean(neg >= t) <= 0.01 and t <= neg.max()  # the lowest threshold that keeps FPR at 1 %
     roc = metrics.open_set(pos, neg)
-    assert roc["roc_auc"] == pytest.approx(1 - 7 / 300)  # 7 negatives lie above 0.7 and roc["tpr@fpr=0.01"] == pytest.approx(2 / 3)
+    assert roc["roc_auc"] == pytest.approx(1 - 7 / 300)  # 7 negatives lie above 0.7
+    assert roc["tpr@fpr=0.01"] == pytest.approx(2 / 3)  # one negative may pass: 0.742..., so 0.7 does not
+
+
+def test_bootstrap_interval_of_a_mean_over_queries():
+    assert metrics.bootstrap_interval(np.ones(30)) == (1.0, 1.0)
+    hits = np.r_[np.ones(100), np.zeros(100)]
+    lo, hi = metrics.bootstrap_interval(hits)
+    assert lo < 0.5 < hi and 0.05 < 0.5 - lo < 0.09 and 0.05 < hi - 0.5 < 0.09  # about 1.96 x sqrt(.25 / 200)
+    assert metrics.bootstrap_interval(hits, seed=3) == metrics.bootstrap_interval(hits, seed=3)
+    # a row per query (its outcome over several draws) is averaged first: a query right half the time counts 0.5
+    rows = np.tile([[1.0, 0.0]], (50, 1))
+    assert metrics.bootstrap_interval(rows) == (0.5, 0.5)
+    narrow = metrics.bootstrap_interval(hits, level=0.5)
+    assert lo < narrow[0] < narrow[1] < hi
 
 
 def test_catalogue_like_form_is_grey_small_and_seeded(pair_paths):

@@ -54,3 +54,16 @@ def threshold_for_fpr(negatives: np.ndarray, target_fpr: float) -> float:
 def tpr_at_fpr(positives: np.ndarray, negatives: np.ndarray, target_fpr: float) -> float:
     t = threshold_for_fpr(negatives, target_fpr)
     return float(np.mean(np.asarray(positives) >= t))
+
+
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (one value per query, or a row per query that is
+    averaged first: its results over several draws of the query form, say), the queries drawn with replacement.
+    For two methods on the same queries, pass the per-query differences: the interval of the paired difference."""
+    v = np.asarray(values, dtype=float)
+    v = v.reshape(len(v), -1).mean(axis=1)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    means = v[np.random.default_rng(seed).integers(0, len(v), size=(draws, len(v)))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
