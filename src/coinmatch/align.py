@@ -15,9 +15,11 @@ def cyclic_similarity(queries: np.ndarray, entries: np.ndarray) -> np.ndarray:
     """Q x C from angle vectors (Q x A x d against C x A x d, unit rows): the best, over the A cyclic shifts of
     the angles, of the mean cosine of the angles; each coin compared turned to its best orientation."""
     angles = queries.shape[1]
+    flat = entries.reshape(len(entries), -1).astype(np.float32, copy=False).T  # one matrix product a shift (BLAS)
     best = np.full((len(queries), len(entries)), -np.inf)
     for k in range(angles):
-        best = np.maximum(best, np.einsum("qjd,cjd->qc", np.roll(queries, -k, axis=1), entries) / angles)
+        turned = np.roll(queries, -k, axis=1).reshape(len(queries), -1).astype(np.float32, copy=False)
+        np.maximum(best, (turned @ flat) / angles, out=best)
     return best
 
 
