@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -655,10 +656,32 @@ def test_train_whitening_with_mined_pairs(tmp_path, demo_dir):
     n = summary["train_images"]
     assert 15 <= summary["mined_pairs"] <= n // 2 and model.config.info["mined_pairs"] == summary["mined_pairs"]
     assert model.config.info["pairs"] == n + 2 * summary["mined_pairs"]  # both ways round, beside the views
-    with pytest.raises(CoinmatchError, match="--mine-pairs is for --loss whitening"):
-        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "t.cm"),
-                                    mine_pairs=True), progress=False)
-    assert not (tmp_path / "t.cm").exists()
+
+
+def test_same_coin_labels_join_pairs_and_chains():
+    from coinmatch.training.mining import same_coin_labels
+
+    labels = same_coin_labels(7, np.array([[1, 4], [4, 6], [2, 3]]))
+    assert labels.tolist() == [0, 1, 2, 2, 1, 3, 1]  # 1-4-6 one coin, 2-3 another, 0 and 5 alone
+    assert same_coin_labels(3, np.zeros((0, 2), int)).tolist() == [0, 1, 2]
+
+
+def test_gradient_training_takes_a_coin_photographed_twice_as_one_class(tmp_path, demo_dir):
+    from coinmatch.training import loop
+
+    # 24 real coins photographed twice: mined, each coin is one ArcFace class whose centre starts at its two photos'
+    # mean, and the batches draw views of both photos
+    cfg = loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "mined.cm"), loss="arcface",
+                           mine_pairs=True, epochs=1, image_size=64, batch_size=8, device="cpu", val_fraction=0.1,
+                           disk_cache=False)
+    summary = loop.train(cfg, progress=False)
+    n, pairs = summary["train_images"], summary["mined_pairs"]
+    assert 15 <= pairs <= n // 2
+    assert summary["classes"] == n - pairs  # each pair joins two photos of one coin (no coin a third time here)
+    model = load_model(tmp_path / "mined.cm")
+    assert model.config.info["mined_pairs"] == pairs
+    plain = loop.train(replace(cfg, mine_pairs=False, out=str(tmp_path / "plain.cm")), progress=False)
+    assert plain["classes"] == plain["train_images"] == n and "mined_pairs" not in plain
 
 
 def test_mine_pairs_command_writes_real_pairs_that_val_pairs_reads(tmp_path, demo_dir):

@@ -362,9 +362,10 @@ def train(
                                         help="Whitening: augmented views paired with each coin (more pairs, a "
                                              "steadier fit; each view costs one more pass over the photos)."),
     mine_pairs: bool = typer.Option(False, "--mine-pairs",
-                                    help="Whitening: also fit on real pairs, photos of one coin that the training "
-                                         "set holds more than once, found by verification (60+ inliers among "
-                                         "each photo's 20 nearest)."),
+                                    help="Use the real pairs, photos of one coin that the training set holds "
+                                         "more than once, found by verification (60+ inliers among each photo's "
+                                         "20 nearest): whitening fits on them too; a gradient loss takes each such "
+                                         "coin as one class, its views drawn from both photos."),
     epochs: int = typer.Option(12, "--epochs"),
     batch_size: int = typer.Option(48, "--batch-size"),
     lr: float = typer.Option(3e-4, "--lr", help="Learning rate of the backbone (the head's is 10x); lower it to "

@@ -38,6 +38,7 @@ from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, cache_size, load_cache
 from coinmatch.training.data import make_loader
 from coinmatch.training.losses import LOSSES, build_loss, imprint
+from coinmatch.training.mining import mine_pairs, same_coin_labels
 from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, onnx_embed, validate
 from coinmatch.training.whitening import fit_whitening
 
@@ -62,7 +63,8 @@ class TrainConfig:
     contrast: bool = False  # local contrast normalisation of the input (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     whitening_views: int = 1  # whitening only: augmented views paired with each coin
-    mine_pairs: bool = False  # whitening only: add the same-coin photo pairs found by verification (mining.py)
+    mine_pairs: bool = False  # add the same-coin photo pairs found by verification (mining.py): to the whitening's
+    # pairs, or for a gradient loss as one class per coin, its views drawn from both photos
     epochs: int = 12
     batch_size: int = 48
     views: int = 2
@@ -203,8 +205,6 @@ def check_options(cfg: TrainConfig) -> None:
         raise CoinmatchError(f"--shrinkage must be above 0 and at most 1, not {cfg.shrinkage}")
     if cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):
         raise CoinmatchError("--lr and --max-minutes must be above 0")
-    if cfg.mine_pairs and cfg.loss != "whitening":
-        raise CoinmatchError("--mine-pairs is for --loss whitening: the gradient losses take each photo as its own coin")
     check_device(cfg.device)
 
 
@@ -297,10 +297,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         _plot(fit["rows"], fit["val"], work, closed_form=True)
         summary = _summary(cfg, fit["rows"], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
                            val_cache, cache, cache_seconds, t_start)
-        if fit["mined"] is not None:
-            summary["mined_pairs"] = len(fit["mined"].pairs)
-            summary["mining_seconds"] = round(fit["mined"].seconds, 1)
-        return summary
+        return {**summary, **_mined_summary(fit["mined"])}
 
     if start is not None:
         net = start.network.to(device)
@@ -315,7 +312,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         for p in teacher.parameters():
             p.requires_grad_(False)
     frozen = freeze_early_layers(net, cfg.freeze_blocks)
-    loss_fn, miner = build_loss(cfg.loss, len(train_cache), cfg.dim, cfg.mining, cfg.margin,
+    clean, mined = None, None
+    if cfg.mine_pairs:  # a coin photographed twice is one class: its batches draw views of both photos
+        clean = _clean_embeddings(net, train_cache, cfg.image_size, device)  # the starting network's, resumed or not
+        mined = mine_pairs(train_cache.images, clean, train_cache.types, progress=progress, seed=cfg.seed)
+        train_cache.labels = same_coin_labels(len(train_cache), mined.pairs)
+    n_classes = int(train_cache.labels.max()) + 1
+    loss_fn, miner = build_loss(cfg.loss, n_classes, cfg.dim, cfg.mining, cfg.margin,
                                 with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
     loss_fn = loss_fn.to(device)
     head_params = list(net.head.parameters()) + list(net.pool.parameters())
@@ -331,8 +334,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start_epoch, best, best_epoch, stale = 0, -np.inf, -1, 0
     ckpt = work / "last.pt"
     resuming = state is not None
-    if hasattr(loss_fn, "W") and not resuming:
-        imprint(loss_fn, torch.from_numpy(_clean_embeddings(net, train_cache, cfg.image_size, device)), seed=cfg.seed)
+    if hasattr(loss_fn, "W") and not resuming:  # each class's centre: the mean of its photos' embeddings
+        coins = clean if clean is not None else _clean_embeddings(net, train_cache, cfg.image_size, device)
+        centres = np.zeros((n_classes, coins.shape[1]), np.float32)
+        np.add.at(centres, train_cache.labels, coins)
+        imprint(loss_fn, torch.from_numpy(centres), seed=cfg.seed)
     if resuming:
         net.load_state_dict(state["net"])
         loss_fn.load_state_dict(state["loss"])
@@ -348,7 +354,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                              "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
                              "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks,
                              **({"init": cfg.init, "init_fingerprint": start.fingerprint} if start else {}),
-                             **({"keep": cfg.keep} if cfg.keep else {})}
+                             **({"keep": cfg.keep} if cfg.keep else {}),
+                             **({"mined_pairs": len(mined.pairs)} if mined is not None else {})}
         save_model(net.eval(), model_config, cfg.out)
 
     def fast():  # validation through ONNX Runtime on CPU (the network as it is now); torch on CUDA
@@ -436,8 +443,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if best_epoch == 0:
         log.warning("no epoch beat the starting network on the validation score: %s holds the starting network",
                     cfg.out)
-    return _summary(cfg, history, best_epoch, images_seen / max(train_seconds, 1e-9), train_cache, val_cache, cache,
-                    cache_seconds, t_start)
+    summary = _summary(cfg, history, best_epoch, images_seen / max(train_seconds, 1e-9), train_cache, val_cache,
+                       cache, cache_seconds, t_start)
+    summary["classes"] = n_classes
+    return {**summary, **_mined_summary(mined)}
+
+
+def _mined_summary(mined) -> dict:
+    """A summary's account of the real pairs mined (none: nothing)."""
+    return {} if mined is None else {"mined_pairs": len(mined.pairs), "mining_seconds": round(mined.seconds, 1)}
 
 
 def _score_name(row: dict) -> str:
