@@ -5,7 +5,6 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -680,8 +679,6 @@ def test_gradient_training_takes_a_coin_photographed_twice_as_one_class(tmp_path
     assert summary["classes"] == n - pairs  # each pair joins two photos of one coin (no coin a third time here)
     model = load_model(tmp_path / "mined.cm")
     assert model.config.info["mined_pairs"] == pairs
-    plain = loop.train(replace(cfg, mine_pairs=False, out=str(tmp_path / "plain.cm")), progress=False)
-    assert plain["classes"] == plain["train_images"] == n and "mined_pairs" not in plain
 
 
 def test_mine_pairs_command_writes_real_pairs_that_val_pairs_reads(tmp_path, demo_dir):
