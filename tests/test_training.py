@@ -669,7 +669,7 @@ def test_gradient_training_takes_a_coin_photographed_twice_as_one_class(tmp_path
     from coinmatch.training import loop
 
     # 24 real coins photographed twice: mined, each coin is one ArcFace class whose centre starts at its two photos'
-    # mean, and the batches draw views of both photos
+    # mean (and MPerClassSampler, drawing two views of a class of two photos, draws each photo once)
     cfg = loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "mined.cm"), loss="arcface",
                            mine_pairs=True, epochs=1, image_size=64, batch_size=8, device="cpu", val_fraction=0.1,
                            disk_cache=False)
