@@ -94,13 +94,17 @@ def reranked(first: np.ndarray, second: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def scores(S: np.ndarray, true: np.ndarray) -> dict:
+def true_and_best_other(S: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (a row of S): the true entry's score, and the best score of any other entry."""
     rows = np.arange(len(S))
-    pos = S[rows, true]
-    rank = (S > pos[:, None]).sum(1) + 1
     others = S.copy()
     others[rows, true] = -np.inf
-    neg = others.max(1)
+    return S[rows, true], others.max(1)
+
+
+def scores(S: np.ndarray, true: np.ndarray) -> dict:
+    pos, neg = true_and_best_other(S, true)
+    rank = (S > pos[:, None]).sum(1) + 1
     finite = np.isfinite(pos)  # a re-ranked query whose coin fell outside the shortlist scores as the lowest
     pos = np.where(finite, pos, np.min(neg) - 1)
     roc = metrics.open_set(pos, neg)

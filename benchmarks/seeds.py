@@ -31,6 +31,7 @@ import time
 import cv2
 import numpy as np
 
+from aligned import true_and_best_other
 from common import WORK, format_table, save_results, stored_descriptors
 from density import catalogue_density
 from query_framing import test_sets
@@ -91,17 +92,13 @@ def outcomes(d: dict[str, np.ndarray], true: np.ndarray, form: str, features: di
     (``d["density"]``); with ``features`` and ``candidates``, by that score with the first ``candidates`` verified,
     as search ranks them."""
     S = score(d, form, "cat") - DENSITY_WEIGHT * d["density"][None, :]
-    rows = np.arange(len(S))
-    pos = S[rows, true]
-    others = S.copy()
-    others[rows, true] = -np.inf
-    neg = others.max(1)
+    pos, neg = true_and_best_other(S, true)
     if features is None or candidates <= 0:
         return pos > neg, metrics.tpr_at_fpr(pos, neg, 0.01)
     cv2.setRNGSeed(0)
     cat, queries = features["cat"], features[form]
     shortlisted = np.ones(len(S), bool)
-    for i in rows:
+    for i in range(len(S)):
         head = np.argsort(-S[i])[:candidates]
         if true[i] not in head:  # verified too, for its open-set score only: search would not show it
             head = np.r_[head, true[i]]
