@@ -32,6 +32,9 @@ AlignOpt = typer.Option(True, "--align/--no-align",
 DensityOpt = typer.Option(True, "--density/--no-density",
                           help="Take half of each top candidate's local density off its score: the mean score of "
                                "its 10 nearest other catalogue entries (hubness reduction).")
+CellsOpt = typer.Option(True, "--cells/--no-cells",
+                        help="Add the cell score to the top candidates' (a model with cell descriptors, a catalogue "
+                             "built with it): the mean cosine of the two coins' cells, the query at its best angle.")
 CandidatesOpt = typer.Option(20, "--candidates", min=1,
                              help="Candidates per query scored again: aligned, less their density, and verified "
                                   "with --verify.")
@@ -122,13 +125,14 @@ def search(
     candidates: int = CandidatesOpt,
     align: bool = AlignOpt,
     density: bool = DensityOpt,
+    cells: bool = CellsOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query photo, one per line."),
 ):
     """Find the catalogue entries that are the coin in each photo."""
     if not photos and not (obverse or reverse):
         raise typer.BadParameter("give query photos, or --obverse and/or --reverse")
-    searcher = _open_searcher(catalogue, backend, align, density)
+    searcher = _open_searcher(catalogue, backend, align, density, cells)
     try:
         if obverse or reverse:
             from coinmatch.prepare import prepare_photo
@@ -161,11 +165,11 @@ def search(
         raise typer.Exit(1)  # the others were answered; the exit status says not all could be
 
 
-def _open_searcher(catalogue: Path, backend: str, align: bool, density: bool):
+def _open_searcher(catalogue: Path, backend: str, align: bool, density: bool, cells: bool = True):
     """A searcher, its notes (why it cannot align, a calibration of another score) said on stderr."""
     from coinmatch.search import Searcher
 
-    searcher = Searcher(catalogue, backend=backend, align=align, density=density)
+    searcher = Searcher(catalogue, backend=backend, align=align, density=density, cells=cells)
     for note in searcher.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     return searcher
@@ -210,11 +214,11 @@ def _print_result(result) -> None:
 
 
 def _evaluate(catalogue: Path, queries: Path, id_column: str, verify: bool, candidates: int, form: str,
-              backend: str, keep_crops: bool, progress: bool, align: bool, density: bool):
+              backend: str, keep_crops: bool, progress: bool, align: bool, density: bool, cells: bool = True):
     from coinmatch.evaluation.protocol import load_query_images, read_queries
     from coinmatch.evaluation.run import evaluate
 
-    searcher = _open_searcher(catalogue, backend, align, density)
+    searcher = _open_searcher(catalogue, backend, align, density, cells)
     qs = read_queries(queries, id_column)
     images = load_query_images(qs, form)
     runs = {"embedding": evaluate(searcher, qs, images, verify=False, candidates=candidates, keep_crops=keep_crops,
@@ -235,6 +239,7 @@ def eval_cmd(
     candidates: int = CandidatesOpt,
     align: bool = AlignOpt,
     density: bool = DensityOpt,
+    cells: bool = CellsOpt,
     form: str = typer.Option("photo", "--form", help="photo, or catalogue-like (grey, rotated, 128 px)."),
     report: Optional[Path] = typer.Option(None, "--out", help="Write plots, CSV and an HTML page here."),
     target_fpr: float = typer.Option(0.01, "--target-fpr"),
@@ -246,7 +251,7 @@ def eval_cmd(
 
     searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, form, backend,
                                keep_crops=report is not None, progress=not as_json, align=align,
-                               density=density)
+                               density=density, cells=cells)
     final = runs["verified" if verify else "embedding"]
     summary = final.summary(target_fpr)
     summary["form"] = form
@@ -281,6 +286,7 @@ def calibrate(
     candidates: int = CandidatesOpt,
     align: bool = AlignOpt,
     density: bool = DensityOpt,
+    cells: bool = CellsOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -289,7 +295,7 @@ def calibrate(
 
     searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, "photo", backend, False,
                                progress=not as_json, align=align,
-                               density=density)
+                               density=density, cells=cells)
     final = runs["verified" if verify else "embedding"]
     calibration = store_calibration(searcher, final, target_fpr, embedding_ev=runs["embedding"])
     searcher.close()
@@ -361,6 +367,10 @@ def train(
     whitening_views: int = typer.Option(1, "--whitening-views",
                                         help="Whitening: augmented views paired with each coin (more pairs, a "
                                              "steadier fit; each view costs one more pass over the photos)."),
+    cells: int = typer.Option(0, "--cells",
+                              help="Whitening: also keep cell descriptors of this many dimensions a cell (e.g. 64): "
+                                   "the coin compared cell by cell, where on it each feature lies, added to the "
+                                   "shortlist's score in search (0: none)."),
     mine_pairs: bool = typer.Option(False, "--mine-pairs",
                                     help="Use the real pairs, photos of one coin that the training set holds "
                                          "more than once, found by verification (60+ inliers among each photo's "
@@ -409,7 +419,7 @@ def train(
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
                       stages=stages, rings=rings, disc=disc, mask=mask, contrast=contrast, shrinkage=shrinkage,
-                      whitening_views=whitening_views, mine_pairs=mine_pairs, epochs=epochs,
+                      whitening_views=whitening_views, cells=cells, mine_pairs=mine_pairs, epochs=epochs,
                       batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,

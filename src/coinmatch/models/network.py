@@ -41,6 +41,15 @@ lies around a real coin helps to find it. For catalogues whose backgrounds could
 
 ``whiten_dim``: a linear whitening (with its mean) after pooling, fitted in closed form by
 :mod:`coinmatch.training.whitening`.
+
+``cells`` = d > 0: cell descriptors beside the vector, where on the coin each feature lies. One feature map
+(the backbone's ``cell_map``: Lite0's block 5, 7 x 7 cells of 192 channels at 224 px) is kept cell by cell over
+the coin's disc; each cell unit length, centred and PCA-whitened to d dimensions (fitted in closed form on the
+training photos' cells by :mod:`coinmatch.training.cells`), unit length again, the whole scaled by one over the
+square root of the cell count, so that the dot product of two coins' cells is the mean cosine of their cells. A
+coin of one design is told from another by where its wear, stains and scratches lie, which pooling forgets. They
+come from the same pass, at each of the ``rotations`` angles (:meth:`CoinEmbedder.forward_with_cells`), so a query
+turned to each angle is compared with a catalogue coin as it lies (:func:`coinmatch.align.cell_similarity`).
 """
 
 from __future__ import annotations
@@ -104,6 +113,12 @@ def pool_weights(height: int, width: int, rings: bool = True, disc: bool = False
 
 
 MASK_FILL = 0.5  # what ``mask`` puts outside the disc: mid-grey, zero once normalised (mean = std = 0.5)
+
+
+@functools.lru_cache(maxsize=16)
+def disc_cells(height: int, width: int) -> torch.Tensor:
+    """The flat indices of the H x W map's cells whose centre lies within the crop's inscribed circle."""
+    return torch.nonzero(radii(height, width).flatten() <= 1.0).flatten()
 
 
 @functools.lru_cache(maxsize=16)
@@ -188,7 +203,7 @@ class CoinEmbedder(nn.Module):
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
                  gem_p: float = 3.0, grey: bool = False, rotations: int = 1, stages: int = 1,
                  whiten_dim: int | None = None, rings: bool = False, contrast: bool = False, disc: bool = False,
-                 mask: bool = False):
+                 mask: bool = False, cells: int | None = None):
         super().__init__()
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
@@ -220,10 +235,16 @@ class CoinEmbedder(nn.Module):
             self.head = nn.Sequential(nn.Linear(feat, dim, bias=False))
             nn.init.orthogonal_(self.head[0].weight)
         self.out_dim = feat if isinstance(self.head, nn.Identity) else dim
+        self.cells = int(cells or 0)
+        self.cell_map = spec.cell_map
+        if self.cells:  # set by the closed-form fit (training.cells); zeros until then
+            width = self.map_widths(self.cell_map)[0]
+            self.register_buffer("cell_mean", torch.zeros(width))
+            self.register_buffer("cell_projection", torch.zeros(width, self.cells))
 
-    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The last ``stages`` feature maps of the backbone, shallowest first."""
-        return last_feature_maps(self.backbone, (x - self.mean) / self.std, self.stages)
+    def feature_maps(self, x: torch.Tensor, n: int | None = None) -> list[torch.Tensor]:
+        """The last ``n`` (by default ``stages``) feature maps of the backbone, shallowest first."""
+        return last_feature_maps(self.backbone, (x - self.mean) / self.std, n or self.stages)
 
     def pooled(self, m: torch.Tensor) -> torch.Tensor:
         """One feature map pooled to a unit vector: whole (or the disc), and by rings if so set."""
@@ -233,27 +254,32 @@ class CoinEmbedder(nn.Module):
         return F.normalize(weighted_gem(m, self.pool.p, w), dim=1)
 
     def stage_widths(self) -> list[int]:
-        """The channels of each feature map (read from one small pass in eval mode, which leaves the
-        batch-norm statistics as they are)."""
+        """The channels of each pooled feature map."""
+        return self.map_widths(self.stages)
+
+    def map_widths(self, n: int) -> list[int]:
+        """The channels of the backbone's last ``n`` feature maps (read from one small pass in eval mode, which
+        leaves the batch-norm statistics as they are)."""
         training = self.backbone.training
         self.backbone.eval()
         try:
             with torch.no_grad():
-                return [m.shape[1] for m in self.feature_maps(torch.zeros(1, 3, 64, 64, device=self.mean.device))]
+                return [m.shape[1] for m in self.feature_maps(torch.zeros(1, 3, 64, 64, device=self.mean.device), n)]
         finally:
             self.backbone.train(training)
 
-    def views(self, x: torch.Tensor) -> torch.Tensor:
+    def views(self, x: torch.Tensor, rotations: int | None = None) -> torch.Tensor:
         """What the backbone sees: the batch (grey, contrast-normalised, if so set) at each of the ``rotations``
-        angles, angle-major ((rotations * N) x 3 x H x W; the batch itself when there is one angle), masked to the
-        coin's disc if so set."""
+        angles (or ``rotations``, when given), angle-major ((rotations * N) x 3 x H x W; the batch itself when there
+        is one angle), masked to the coin's disc if so set."""
         if self.grey:
             y = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
             x = (local_contrast(y) if self.contrast else y).expand(-1, 3, -1, -1)
         elif self.contrast:
             x = local_contrast(x)
-        if self.rotations > 1:
-            n, b = self.rotations, x.shape[0]
+        n = self.rotations if rotations is None else rotations
+        if n > 1:
+            b = x.shape[0]
             grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
             x = torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
                                                padding_mode="reflection", align_corners=False) for k in range(1, n)])
@@ -262,9 +288,23 @@ class CoinEmbedder(nn.Module):
             x = x * m + MASK_FILL * (1 - m)
         return x
 
-    def angle_descriptors(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per stage, the pooled, L2-normalised descriptor at each angle, angle-major (rotations x N x D)."""
-        return [self.pooled(m).view(self.rotations, x.shape[0], -1) for m in self.feature_maps(self.views(x))]
+    def angle_descriptors(self, x: torch.Tensor, maps: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Per stage, the pooled, L2-normalised descriptor at each angle, angle-major (rotations x N x D).
+        ``maps``: the pooled stages' maps of ``x``'s views, when the caller has them."""
+        maps = self.feature_maps(self.views(x)) if maps is None else maps
+        return [self.pooled(m).view(self.rotations, x.shape[0], -1) for m in maps]
+
+    def cell_vectors(self, m: torch.Tensor) -> torch.Tensor:
+        """The cell map (B x C x H x W) -> B x K x C: each of the disc's K cells, unit length."""
+        keep = disc_cells(m.shape[-2], m.shape[-1]).to(m.device)  # constants to ONNX's tracer
+        return F.normalize(m.flatten(2).index_select(2, keep), dim=1).transpose(1, 2)
+
+    def cell_descriptors(self, m: torch.Tensor, n: int) -> torch.Tensor:
+        """The cell map of ``n`` images' views (angle-major) -> N x rotations x (K d): each cell whitened, unit
+        length, the whole over the square root of K (see the module's docstring)."""
+        c = self.cell_vectors(m)
+        c = F.normalize((c - self.cell_mean) @ self.cell_projection, dim=2) / c.shape[1] ** 0.5
+        return c.reshape(self.rotations, n, -1).transpose(0, 1)
 
     def over_angles(self, part: torch.Tensor) -> torch.Tensor:
         """One stage's angle descriptors (rotations x N x D) averaged, L2-normalised (N x D)."""
@@ -298,6 +338,28 @@ class CoinEmbedder(nn.Module):
         parts = self.angle_descriptors(x)
         descriptor = self.joined([self.over_angles(p) for p in parts])
         return self.project(descriptor), self.project(self.joined(parts)).permute(1, 0, 2)
+
+
+    def forward_with_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward_with_angles`' two outputs and the cell descriptors (N x rotations x K d), one pass."""
+        if not self.cells:
+            raise ValueError("this network has no cell descriptors (cells=0)")
+        maps = self.feature_maps(self.views(x), max(self.stages, self.cell_map))
+        parts = self.angle_descriptors(x, maps[-self.stages:])
+        descriptor = self.joined([self.over_angles(p) for p in parts])
+        return (self.project(descriptor), self.project(self.joined(parts)).permute(1, 0, 2),
+                self.cell_descriptors(maps[-self.cell_map], x.shape[0]))
+
+
+class WithCells(nn.Module):
+    """A network's vector, angle vectors and cell descriptors as the module's three outputs (the ONNX export)."""
+
+    def __init__(self, net: CoinEmbedder):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.net.forward_with_cells(x)
 
 
 class WithAngles(nn.Module):

@@ -63,6 +63,7 @@ class TrainConfig:
     contrast: bool = False  # local contrast normalisation of the input (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     whitening_views: int = 1  # whitening only: augmented views paired with each coin
+    cells: int = 0  # whitening only: cell descriptors of this many dimensions a cell (see models/network.py)
     mine_pairs: bool = False  # add the same-coin photo pairs found by verification (mining.py): to the whitening's
     # pairs, or for a gradient loss as one class per coin, its views drawn from both photos
     epochs: int = 12
@@ -96,7 +97,7 @@ class TrainConfig:
         return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
                               "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
                               "stages": self.stages, "rings": self.rings, "disc": self.disc, "mask": self.mask,
-                              "contrast": self.contrast,
+                              "contrast": self.contrast, "cells": self.cells,
                               **overrides})
 
     @property
@@ -196,11 +197,20 @@ def check_options(cfg: TrainConfig) -> None:
     at_least = {"--epochs": (cfg.epochs, 0), "--batch-size": (cfg.batch_size, 2), "--dim": (cfg.dim, 1),
                 "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1), "--stages": (cfg.stages, 1),
                 "--freeze-blocks": (cfg.freeze_blocks, 0), "--keep": (cfg.keep, 0),
-                "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0),
+                "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0), "--cells": (cfg.cells, 0),
                 "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
     for name, (value, least) in at_least.items():
         if value < least:
             raise CoinmatchError(f"{name} must be {least} or more, not {value}")
+    if cfg.cells:
+        if cfg.loss != "whitening":
+            raise CoinmatchError(f"--cells is fitted in closed form beside the whitening: use it with --loss whitening, "
+                                 f"not {cfg.loss}")
+        width = build_network(cfg.model_config(dim=None, cells=0), weights="random").map_widths(
+            get_spec(cfg.backbone).cell_map)[0]
+        if cfg.cells > width:
+            raise CoinmatchError(f"--cells {cfg.cells}: {cfg.backbone}'s cell map has {width} channels, so at most "
+                                 f"{width}")
     if not 0 < cfg.shrinkage <= 1:
         raise CoinmatchError(f"--shrinkage must be above 0 and at most 1, not {cfg.shrinkage}")
     if cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):

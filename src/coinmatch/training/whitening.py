@@ -27,6 +27,7 @@ from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, 
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.models.runtime import Embedder
 from coinmatch.training.augment import augment
+from coinmatch.training.cells import fit_cells
 from coinmatch.training.mining import mine_pairs
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     from coinmatch.training.validate import embed_arrays, score_vectors
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    base_config = cfg.model_config(dim=None)
+    base_config = cfg.model_config(dim=None, cells=0)  # the cells are fitted last, on the whitened network
     net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
     plain, views = positive_pairs(cache, cfg.image_size, cfg.seed, cfg.whitening_views)
@@ -136,10 +137,16 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
                              None if real is None else (f(real_sets[0]), f(real_sets[1]), real.query_labels))
 
     before, val = scores(lambda v: v), scores(whitened)
-    config = replace(base_config, whiten_dim=cfg.dim, trained=True)
+    config = replace(base_config, whiten_dim=cfg.dim, trained=True, cells=cfg.cells)
     white = build_network(config, weights="random")  # the backbone comes from ``net``: loaded once
     white.load_state_dict(net.state_dict(), strict=False)
     set_whitening(white, projection, mean)
+    cells = None
+    if cfg.cells:
+        t_cells = time.perf_counter()
+        cells = {"dim": cfg.cells, "fitted_on_cells": fit_cells(white, plain, device),
+                 "seconds": round(time.perf_counter() - t_cells, 1)}
+        log.info("cell descriptors fitted on %d cells in %.0f s", cells["fitted_on_cells"], cells["seconds"])
     check = embed_arrays(white.eval(), val_views[0][:4], str(next(white.parameters()).device))  # where it was built
     if not np.allclose(check, whitened(held_out[0][:4]), atol=2e-3):  # the figures must be the saved model's
         raise RuntimeError("the whitened network disagrees with the whitening it was given")
@@ -149,7 +156,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     row = rows[1]
     config.info = {"loss": "whitening", "manifests": cfg.manifests, "pairs": len(x), "views": cfg.whitening_views,
                    "mined_pairs": None if mined is None else len(mined.pairs),
-                   "shrinkage": cfg.shrinkage,
+                   "shrinkage": cfg.shrinkage, "cells": cells,
                    "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
                    "validation_before": {k: v for k, v in rows[0].items() if k.startswith(("val", "real"))},
                    "seed": cfg.seed}
