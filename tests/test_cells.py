@@ -70,6 +70,14 @@ def test_cell_whitening_is_pca_whitening_of_the_cells():
         cell_whitening(x, 7)
 
 
+def test_an_unknown_cell_fit_is_refused(catalogue_crops):
+    net = build_network(CELLS)
+    with pytest.raises(ValueError, match="unknown cell fit 'ica'; choose one of learned, pca"):
+        fit_cells(net, list(catalogue_crops.values())[:2], fit="ica")
+    with pytest.raises(ValueError, match="no cell descriptors to fit"):
+        fit_cells(build_network(ModelConfig()), list(catalogue_crops.values())[:2])
+
+
 def test_cells_come_from_the_same_pass_and_onnx_gives_torchs(cells_model, catalogue_crops):
     crops = list(catalogue_crops.values())[:5]
     onnx = Embedder(str(cells_model))
@@ -96,9 +104,9 @@ def test_a_coin_turned_grey_and_shrunk_is_found_cell_by_cell(cells_model, catalo
     queries = [prepare_array(catalogue_like_at(load_rgb(q), float(rng.uniform(0, 360)))).crop for _, q, _ in pair_paths]
     S = cell_similarity(emb.embed_with_cells(queries)[2], entries)
     first = [ids[i] for i in S.argmax(1)]
-    assert sum(f == coin for f, (_, _, coin) in zip(first, pair_paths)) >= 21  # of 24 (23 when written)
+    assert sum(f == coin for f, (_, _, coin) in zip(first, pair_paths)) >= 21  # of 24
     own = S[np.arange(len(S)), [ids.index(coin) for _, _, coin in pair_paths]]
-    assert np.median(own) > np.median(np.sort(S, axis=1)[:, -2]) + 0.05  # clear of the next (0.77 against 0.65)
+    assert np.all(own > np.median(S, axis=1))  # even a coin not ranked first scores above most others
 
 
 def test_search_adds_the_cell_score_and_says_so(tmp_path, cells_model, demo_dir, pair_paths):
@@ -150,7 +158,7 @@ def test_train_whitening_with_cells(tmp_path, demo_dir):
     loop.train(cfg, progress=False)
     model = load_model(out)
     info = model.config.info["cells"]
-    assert model.config.cells == 8 and info["dim"] == 8
+    assert model.config.cells == 8 and (info["dim"], info["fit"]) == (8, "learned")
     assert info["fitted_on_cells"] == model.config.info["pairs"] * 9  # every training photo, 3 x 3 cells at 96 px
     assert float(np.abs(model.network.cell_projection.numpy()).sum()) > 0  # fitted, not the zeros it starts at
     crops = [prepare_array(load_rgb(demo_dir / r["image"])).crop for r in demo_rows("catalogue.csv")[:2]]

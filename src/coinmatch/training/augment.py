@@ -22,6 +22,7 @@ from coinmatch.segment import CROP_MARGIN, coin_mask
 class AugmentConfig:
     background: float = 0.5  # probability of replacing the background
     tilt: float = 0.08  # max perspective corner shift, fraction of the side
+    rotation: float = 180.0  # max turn either way, degrees (180: any angle)
     scale: tuple[float, float] = (0.85, 1.12)
     shift: float = 0.06  # max off-centre shift, fraction of the side
     light: float = 0.9  # probability of directional light (shading + relief + highlight)
@@ -58,7 +59,8 @@ def _background(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _geometry(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, out_size: int) -> np.ndarray:
     side = img.shape[0]
     c = side / 2
-    angle = rng.uniform(0, 360)  # a coin can lie at any angle
+    # a coin can lie at any angle (one draw either way, so runs before ``rotation`` existed draw the same views)
+    angle = rng.uniform(0, 360) if cfg.rotation >= 180 else rng.uniform(-cfg.rotation, cfg.rotation)
     scale = rng.uniform(*cfg.scale)
     m = cv2.getRotationMatrix2D((c, c), angle, scale)
     m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * side

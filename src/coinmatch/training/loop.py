@@ -277,6 +277,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             raise CoinmatchError("--init is for the gradient losses; the whitening is fitted on the ImageNet backbone")
         start = load_model(cfg.init)
         cfg = replace(cfg, **form_of(start, cfg))
+        if start.config.cells:
+            log.warning("%s: its cell descriptors are not carried over: fine-tuning changes the map they come from, "
+                        "and they are fitted beside a whitening (--loss whitening --cells)", cfg.init)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.resume and cfg.loss == "whitening":
         log.warning("--resume: a whitening is fitted in one pass and has no checkpoint to go on from; "

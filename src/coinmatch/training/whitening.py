@@ -144,7 +144,8 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     cells = None
     if cfg.cells:
         t_cells = time.perf_counter()
-        cells = {"dim": cfg.cells, "fitted_on_cells": fit_cells(white, plain, device),
+        cells = {"dim": cfg.cells, "fit": "learned",
+                 "fitted_on_cells": fit_cells(white, plain, device, sources=list(cache.images), seed=cfg.seed),
                  "seconds": round(time.perf_counter() - t_cells, 1)}
         log.info("cell descriptors fitted on %d cells in %.0f s", cells["fitted_on_cells"], cells["seconds"])
     check = embed_arrays(white.eval(), val_views[0][:4], str(next(white.parameters()).device))  # where it was built
