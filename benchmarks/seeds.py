@@ -15,6 +15,9 @@ reports for each model:
     queries first at fewer than half the seeds;
   - for each model after the first, the paired difference from the first model, with its bootstrap interval: a
     gap whose interval holds 0 is not shown by these queries.
+A model with cell descriptors (``train --cells``) is scored as search scores it, its cell score added (the query at
+its 16 angles against each entry as it lies: align.cell_similarity), and also without them and by the cells alone;
+each of those rows gives its paired difference from the same ranking without cells.
 ``--verify N`` also scores every query as ``search --verify --candidates N`` ranks: its first N entries verified
 (verify.py: RootSIFT under a similarity fit about the coin's centre) and re-ranked by the embedding's score plus the
 inliers' share (verify.combined_score); the true coin, when outside them, is verified too for its open-set score
@@ -37,6 +40,7 @@ from density import catalogue_density
 from query_framing import test_sets
 from query_scales import score
 from coinmatch import verify
+from coinmatch.align import cell_similarity
 from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import catalogue_like_angles, catalogue_like_at
 from coinmatch.models.runtime import Embedder
@@ -69,29 +73,45 @@ def local_features(sets: dict) -> dict[str, list[verify.LocalFeatures]]:
 
 
 def vectors(embedder: Embedder, sets: dict, test: str, seeds: int, reuse: bool) -> dict[str, np.ndarray]:
-    """Pooled (v) and angle (a, none for a model of one angle) vectors of a test's catalogue and queries."""
+    """Pooled (v) and angle (a, none for a model of one angle) vectors of a test's catalogue and queries, and a
+    model's cell descriptors (c: the catalogue's as each coin lies, the queries' at every angle), from one pass."""
     path = WORK / f"seeds-{test}-{seeds}-{embedder.fingerprint[:12]}-finder{FINDER_VERSION}.npz"
 
     def extract() -> dict[str, np.ndarray]:
         out = {}
         for key, crops in {"cat": sets["cat"], **sets["crops"]}.items():
-            v, a = embedder.embed_with_angles(crops)
+            v, a, c = embedder.embed_with_cells(crops)
             out[f"{key}:v"] = v
             if a is not None:
                 out[f"{key}:a"] = a
+            if c is not None:
+                out[f"{key}:c"] = c[:, 0] if key == "cat" else c.astype(np.float16)
         return out
 
     d, how = stored_descriptors(path, reuse, extract)
     print(f"{TESTS[test]}, {embedder.source}: vectors {how}", flush=True)
-    return {k: d.get(k) for k in {f"{key}:{x}" for key in ("cat", *sets["crops"]) for x in "va"}}
+    return {k: d.get(k) for k in {f"{key}:{x}" for key in ("cat", *sets["crops"]) for x in "vac"}}
+
+
+CELL_MODES = ("search", "no cells", "cells alone")  # a cell model's scores: as search (cells added), without, alone
+
+
+def ranking_score(d: dict[str, np.ndarray], form: str, mode: str = "search") -> np.ndarray:
+    """Queries x entries: search's score less local density (``d["density"]``), with a cell model's cell score
+    added ("search"), or not ("no cells"), or the cell score alone ("cells alone")."""
+    cells = None if d.get("cat:c") is None else cell_similarity(d[f"{form}:c"].astype(np.float32), d["cat:c"])
+    if mode == "cells alone":
+        return cells
+    S = score(d, form, "cat") - DENSITY_WEIGHT * d["density"][None, :]
+    return S + cells if cells is not None and mode == "search" else S
 
 
 def outcomes(d: dict[str, np.ndarray], true: np.ndarray, form: str, features: dict | None = None,
-             candidates: int = 0) -> tuple[np.ndarray, float]:
-    """Whether each query's coin comes first, and the TPR at 1 % FPR, by search's score less local density
-    (``d["density"]``); with ``features`` and ``candidates``, by that score with the first ``candidates`` verified,
-    as search ranks them."""
-    S = score(d, form, "cat") - DENSITY_WEIGHT * d["density"][None, :]
+             candidates: int = 0, mode: str = "search") -> tuple[np.ndarray, float]:
+    """Whether each query's coin comes first, and the TPR at 1 % FPR, by search's score (:func:`ranking_score`);
+    with ``features`` and ``candidates``, by that score with the first ``candidates`` verified, as search ranks
+    them."""
+    S = ranking_score(d, form, mode)
     pos, neg = true_and_best_other(S, true)
     if features is None or candidates <= 0:
         return pos > neg, metrics.tpr_at_fpr(pos, neg, 0.01)
@@ -117,11 +137,11 @@ def interval(values: np.ndarray) -> str:
 
 
 def study(d: dict[str, np.ndarray], sets: dict, seeds: int, features: dict | None = None,
-          candidates: int = 0) -> tuple[dict, dict]:
+          candidates: int = 0, mode: str = "search") -> tuple[dict, dict]:
     """Rows for the photographed and the catalogue-like queries, and the per-query hits behind them."""
     true, names = sets["true"], sets["names"]
-    first, tpr_photo = outcomes(d, true, "photo", features, candidates)
-    hits, tprs = zip(*(outcomes(d, true, f"seed {s}", features, candidates) for s in range(seeds)))
+    first, tpr_photo = outcomes(d, true, "photo", features, candidates, mode)
+    hits, tprs = zip(*(outcomes(d, true, f"seed {s}", features, candidates, mode) for s in range(seeds)))
     hits = np.array(hits).T.astype(float)  # queries x seeds
     per_seed = hits.mean(axis=0)
     share = hits.mean(axis=1)
@@ -158,23 +178,34 @@ def main() -> None:
         for m in args.models:
             d = vectors(Embedder(None if m == "default" else m), sets, test, args.seeds, args.reuse)
             d["density"] = catalogue_density(d)  # each entry's, once: every query form meets the same catalogue
+            modes = CELL_MODES if d.get("cat:c") is not None else ("search",)
             for ranking, candidates in rankings.items():
-                t = time.perf_counter()
-                found, hits = study(d, sets, args.seeds, features, candidates)
-                if candidates:
-                    print(f"{TESTS[test]}, {m}: verified in {time.perf_counter() - t:.0f} s", flush=True)
-                for key, r in found.items():
-                    r.update(model=m, test=TESTS[test], ranking=ranking, vs="")
-                    if ranking in reference:
-                        diff = hits[key] - reference[ranking][key]
-                        r["vs"] = f"{diff.mean():+.3f} {interval(diff)}"
-                    rows.append(r)
-                reference.setdefault(ranking, hits)
+                results = {}
+                for mode in modes:
+                    if mode == "cells alone" and candidates:
+                        continue  # verified as search verifies: by its score, cells added or not
+                    t = time.perf_counter()
+                    results[mode] = study(d, sets, args.seeds, features, candidates, mode)
+                    if candidates:
+                        print(f"{TESTS[test]}, {m} ({mode}): verified in {time.perf_counter() - t:.0f} s", flush=True)
+                plain = results.get("no cells", results["search"])[1]  # this ranking without cells
+                for mode, (found, hits) in results.items():
+                    label = {"search": ranking, "no cells": f"{ranking}, no cells", "cells alone": "cells alone"}[mode]
+                    for key, r in found.items():
+                        r.update(model=m, test=TESTS[test], ranking=label, vs="")
+                        if mode != "no cells" and len(results) > 1:  # a cell model: against itself without cells
+                            diff = hits[key] - plain[key]
+                            r["vs"] = f"{diff.mean():+.3f} {interval(diff)} vs no cells"
+                        elif ranking in reference:
+                            diff = hits[key] - reference[ranking][key]
+                            r["vs"] = f"{diff.mean():+.3f} {interval(diff)} vs {args.models[0]}"
+                        rows.append(r)
+                reference.setdefault(ranking, plain)
     rows.sort(key=lambda r: (r["test"], r["ranking"] != "embedding", r["ranking"]))  # stable: models in order
     columns = [("test", "test", "<16"), ("ranking", "ranking", "<16"), ("model", "model", "<20"),
                ("form", "queries", "<26"),
                ("seed 0", "R@1 seed 0", "10.3f"), ("mean", "mean", "6.3f"), ("range", "seeds' range", "<12"),
-               ("interval", "95 % interval", "<16"), ("vs", f"vs {args.models[0]}", "<26"),
+               ("interval", "95 % interval", "<16"), ("vs", "paired difference", "<26"),
                ("TPR@1%", "TPR@1%FPR", "9.3f"), ("weak", "first at under half the seeds (share)", "<")]
     text = ("ranking: embedding = search's score less half the local density; verified top N = that with its first "
             "N verified, as search --verify ranks\n" + format_table(rows, columns))
