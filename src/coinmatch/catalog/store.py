@@ -254,64 +254,65 @@ class Catalogue:
     def features(self, row: int) -> tuple[str, bytes, bytes] | None:
         return self.db.execute("SELECT method, keypoints, descriptors FROM features WHERE row=?", (int(row),)).fetchone()
 
+    def _rows_in(self, table: str) -> int:
+        """Rows of an optional table (0 where a catalogue made before it existed has none)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone():
+            return 0
+        return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
     def angle_count(self) -> int:
         """Images with angle vectors stored (0 in a catalogue made before they were, or by a one-angle model)."""
-        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='angles'").fetchone():
-            return 0
-        return self.db.execute("SELECT COUNT(*) FROM angles").fetchone()[0]
+        return self._rows_in("angles")
 
     def has_angles(self) -> bool:
         """Whether every image has its angle vectors, so that search can compare coins angle by angle."""
-        n = len(self)
-        return n > 0 and self.angle_count() == n
+        return len(self) > 0 and self.angle_count() == len(self)
 
     def angle_vectors(self, rows: Iterable[int]) -> np.ndarray:
         """len(rows) x angles x dim float32, in the order asked."""
         rows = [int(r) for r in rows]
         dim = int(self.meta("dim"))
+        found = self._stored_float16("angles", "vectors", rows, "angle vectors", 2 * dim, f"{dim}-d float16 vectors")
+        found = {r: v.reshape(-1, dim) for r, v in found.items()}
+        self._same_length(found, rows, "angle vectors")
+        return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 1, dim), np.float32)
+
+    def _stored_float16(self, table: str, column: str, rows: list[int], what: str, unit: int,
+                        units: str) -> dict[int, np.ndarray]:
+        """Each row's float16 blob of ``table``, checked whole (a multiple of ``unit`` bytes) and present for every
+        row; ``what`` and ``units`` name them in the error."""
         found = {}
-        for row, blob in self._where_in("SELECT row, vectors FROM angles WHERE row IN", rows):
-            if not isinstance(blob, bytes) or not blob or len(blob) % (2 * dim):
-                raise CatalogueError(f"{self.root}: the angle vectors of image row {row} are damaged "
+        for row, blob in self._where_in(f"SELECT row, {column} FROM {table} WHERE row IN", rows):
+            if not isinstance(blob, bytes) or not blob or len(blob) % unit:
+                raise CatalogueError(f"{self.root}: the {what} of image row {row} are damaged "
                                      f"({len(blob) if isinstance(blob, bytes) else 0} bytes, not a whole number "
-                                     f"of {dim}-d float16 vectors); rebuild the catalogue")
-            found[row] = np.frombuffer(blob, np.float16).reshape(-1, dim)
+                                     f"of {units}); rebuild the catalogue")
+            found[row] = np.frombuffer(blob, np.float16)
         missing = [r for r in rows if r not in found]
         if missing:
-            raise CatalogueError(f"{self.root}: image row {missing[0]} has no angle vectors; rebuild the catalogue")
+            raise CatalogueError(f"{self.root}: image row {missing[0]} has no {what}; rebuild the catalogue")
+        return found
+
+    def _same_length(self, found: dict[int, np.ndarray], rows: list[int], what: str) -> None:
+        """Refuse rows that hold more or fewer of ``what`` than the first."""
         odd = [r for r in rows if len(found[r]) != len(found[rows[0]])]
         if odd:
-            raise CatalogueError(f"{self.root}: image row {rows[0]} holds {len(found[rows[0]])} angle vectors and row "
+            raise CatalogueError(f"{self.root}: image row {rows[0]} holds {len(found[rows[0]])} {what} and row "
                                  f"{odd[0]} {len(found[odd[0]])}: the catalogue is inconsistent; rebuild it")
-        return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 1, dim), np.float32)
 
     def cell_count(self) -> int:
         """Images with cell descriptors stored (0 in a catalogue made before they were, or by a model without)."""
-        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='cells'").fetchone():
-            return 0
-        return self.db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+        return self._rows_in("cells")
 
     def has_cells(self) -> bool:
         """Whether every image has its cell descriptors, so that search can compare coins cell by cell."""
-        n = len(self)
-        return n > 0 and self.cell_count() == n
+        return len(self) > 0 and self.cell_count() == len(self)
 
     def cell_descriptors(self, rows: Iterable[int]) -> np.ndarray:
         """len(rows) x K d float32, in the order asked."""
         rows = [int(r) for r in rows]
-        found = {}
-        for row, blob in self._where_in("SELECT row, descriptor FROM cells WHERE row IN", rows):
-            if not isinstance(blob, bytes) or not blob or len(blob) % 2:
-                raise CatalogueError(f"{self.root}: the cell descriptors of image row {row} are damaged "
-                                     f"({len(blob) if isinstance(blob, bytes) else 0} bytes); rebuild the catalogue")
-            found[row] = np.frombuffer(blob, np.float16)
-        missing = [r for r in rows if r not in found]
-        if missing:
-            raise CatalogueError(f"{self.root}: image row {missing[0]} has no cell descriptors; rebuild the catalogue")
-        odd = [r for r in rows if len(found[r]) != len(found[rows[0]])]
-        if odd:
-            raise CatalogueError(f"{self.root}: image row {rows[0]} holds {len(found[rows[0]])} cell values and row "
-                                 f"{odd[0]} {len(found[odd[0]])}: the catalogue is inconsistent; rebuild it")
+        found = self._stored_float16("cells", "descriptor", rows, "cell descriptors", 2, "float16 values")
+        self._same_length(found, rows, "cell values")
         return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
     # -- writing ---------------------------------------------------------------------------------
