@@ -45,8 +45,8 @@ lies around a real coin helps to find it. For catalogues whose backgrounds could
 ``cells`` = d > 0: cell descriptors beside the vector, where on the coin each feature lies. One feature map
 (the backbone's ``cell_map``: Lite0's block 5, 7 x 7 cells of 192 channels at 224 px) is kept cell by cell over
 the crop's inscribed circle; each cell unit length, centred and whitened to d dimensions (fitted in closed form on
-the training photos' cells by :mod:`coinmatch.training.cells`: learned from pairs, or PCA), unit length again, the whole scaled by one over the
-square root of the cell count, so that the dot product of two coins' cells is the mean cosine of their cells. A
+the training photos' cells by :mod:`coinmatch.training.cells`: learned from pairs, or PCA), unit length again, the
+whole scaled by one over the square root of the cell count, so that the dot product of two coins' cells is the mean cosine of their cells. A
 coin of one design is told from another by where its wear, stains and scratches lie, which pooling forgets. They
 come from the same pass, at each of the ``rotations`` angles (:meth:`CoinEmbedder.forward_with_cells`), so a query
 turned to each angle is compared with a catalogue coin as it lies (:func:`coinmatch.align.cell_similarity`).
@@ -338,7 +338,6 @@ class CoinEmbedder(nn.Module):
         parts = self.angle_descriptors(x)
         descriptor = self.joined([self.over_angles(p) for p in parts])
         return self.project(descriptor), self.project(self.joined(parts)).permute(1, 0, 2)
-
 
     def forward_with_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward_with_angles`' two outputs and the cell descriptors (N x rotations x K d), one pass."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from coinmatch.models.network import CoinEmbedder
+from coinmatch.models.runtime import to_batch
 from coinmatch.training.augment import AugmentConfig, augment
 
 FITS = ("learned", "pca")
@@ -36,7 +37,7 @@ def cell_vectors(net: CoinEmbedder, crops: list[np.ndarray], device: str = "cpu"
     net = net.to(device).eval()
     with torch.no_grad():
         for i in range(0, len(crops), batch):
-            x = torch.from_numpy(np.stack(crops[i:i + batch])).permute(0, 3, 1, 2).to(device).float() / 255.0
+            x = torch.from_numpy(to_batch(crops[i:i + batch], crops[i].shape[0])).to(device)
             m = net.feature_maps(net.views(x, rotations=1), net.cell_map)[0]
             out.append(net.cell_vectors(m).flatten(0, 1).float().cpu().numpy())
     return np.concatenate(out)
@@ -65,6 +66,9 @@ def fit_cells(net: CoinEmbedder, crops: list[np.ndarray], device: str = "cpu", f
         raise ValueError("this network has no cell descriptors to fit (cells=0)")
     if fit not in FITS:
         raise ValueError(f"unknown cell fit {fit!r}; choose one of {', '.join(FITS)}")
+    if net.cells > len(net.cell_mean):  # before any photo is read: the same refusal as cell_whitening's
+        raise ValueError(f"cell descriptors of {net.cells} dimensions from cells of {len(net.cell_mean)}: "
+                         f"at most that many")
     cells = cell_vectors(net, crops, device)
     if fit == "pca":
         mean, projection = cell_whitening(cells, net.cells)
@@ -72,9 +76,6 @@ def fit_cells(net: CoinEmbedder, crops: list[np.ndarray], device: str = "cpu", f
         rng = np.random.default_rng(seed)
         size, cfg = crops[0].shape[0], cell_view_config(net.rotations)
         views = [augment(im, rng, size, cfg) for im in (crops if sources is None else sources)]
-        if cells.shape[1] < net.cells:
-            raise ValueError(f"cell descriptors of {net.cells} dimensions from cells of {cells.shape[1]}: "
-                             f"at most that many")
         p, mean = learned_whitening(cells, cell_vectors(net, views, device), net.cells, shrinkage)
         projection = p.T
     with torch.no_grad():
