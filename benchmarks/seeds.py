@@ -99,11 +99,12 @@ CELL_MODES = ("search", "no cells", "cells alone")  # a cell model's scores: as 
 def ranking_score(d: dict[str, np.ndarray], form: str, mode: str = "search") -> np.ndarray:
     """Queries x entries: search's score less local density (``d["density"]``), with a cell model's cell score
     added ("search"), or not ("no cells"), or the cell score alone ("cells alone")."""
-    cells = None if d.get("cat:c") is None else cell_similarity(d[f"{form}:c"].astype(np.float32), d["cat:c"])
+    with_cells = d.get("cat:c") is not None and mode != "no cells"  # the cell score only where it is used
+    cells = cell_similarity(d[f"{form}:c"].astype(np.float32), d["cat:c"]) if with_cells else None
     if mode == "cells alone":
         return cells
     S = score(d, form, "cat") - DENSITY_WEIGHT * d["density"][None, :]
-    return S + cells if cells is not None and mode == "search" else S
+    return S if cells is None else S + cells
 
 
 def outcomes(d: dict[str, np.ndarray], true: np.ndarray, form: str, features: dict | None = None,

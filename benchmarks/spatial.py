@@ -19,14 +19,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import cv2
 import numpy as np
 import torch
 
 from aligned import scores
 from common import WORK, format_table, save_results
 from seeds import query_crops
-from coinmatch.models.network import CoinEmbedder
+from coinmatch.models.network import CoinEmbedder, disc_cells
+from coinmatch.models.runtime import to_batch
+from coinmatch.training.cells import cell_whitening
 
 ANGLES = 16
 SIZE = 224
@@ -35,44 +36,39 @@ NAMES = ("block 4", "block 5", "block 6", "head")
 WHITENINGS = (None, 64, 256)
 
 
-def batches(crops: list[np.ndarray], n: int = 32):
-    for i in range(0, len(crops), n):
-        x = np.stack([cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_AREA if c.shape[0] > SIZE else
-                                 cv2.INTER_CUBIC) for c in crops[i:i + n]])
-        yield torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
-
-
-def cell_maps(net: CoinEmbedder, crops: list[np.ndarray], angles: int) -> list[np.ndarray]:
-    """Per map: N x angles x cells x C float16, the crops turned by 360 k / angles degrees."""
+def cell_maps(net: CoinEmbedder, crops: list[np.ndarray], angles: int, batch: int = 32) -> list[np.ndarray]:
+    """Per map: N x angles x cells x C float16, the crops (resized as the runtime resizes) turned by 360 k / angles
+    degrees."""
     out: list[list[np.ndarray]] = [[] for _ in range(STAGES)]
     with torch.no_grad():
-        for x in batches(crops):
+        for i in range(0, len(crops), batch):
+            x = torch.from_numpy(to_batch(crops[i:i + batch], SIZE))
             for s, m in enumerate(net.feature_maps(net.views(x, rotations=angles), STAGES)):
                 m = m.view(angles, x.shape[0], m.shape[1], -1).permute(1, 0, 3, 2)
                 out[s].append(m.numpy().astype(np.float16))
     return [np.concatenate(o) for o in out]
 
 
-def disc_cells(cells: int) -> np.ndarray:
-    side = int(round(np.sqrt(cells)))
-    c = (np.arange(side) + 0.5) / side * 2 - 1
-    yy, xx = np.meshgrid(c, c, indexing="ij")
-    return (np.hypot(xx, yy) <= 1.0).ravel()
-
-
 def unit(x: np.ndarray) -> np.ndarray:
+    """Unit length along the last axis; a cell with no response stays zero (common.unit would divide by 0)."""
     return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-6)
 
 
+def on_disc(cells: int) -> np.ndarray:
+    """A square map's cells on the crop's inscribed circle, as the network keeps them (network.disc_cells)."""
+    side = int(round(np.sqrt(cells)))
+    keep = np.zeros(cells, bool)
+    keep[disc_cells(side, side).numpy()] = True
+    return keep
+
+
 def transform(cat: np.ndarray, keep: np.ndarray, whiten: int | None):
-    """Cells (... x C) -> unit cells: PCA-whitened to ``whiten`` dimensions on the catalogue's disc cells, or raw."""
+    """Cells (... x C) -> unit cells: PCA-whitened to ``whiten`` dimensions on the catalogue's disc cells
+    (training.cells.cell_whitening), or raw."""
     if whiten is None:
         return unit
-    x = unit(cat[:, 0][:, keep].reshape(-1, cat.shape[-1]).astype(np.float64))
-    mu = x.mean(0)
-    _, s, vt = np.linalg.svd(x - mu, full_matrices=False)
-    p = (vt[:whiten].T / (s[:whiten] / np.sqrt(len(x)) + 1e-6)).astype(np.float32)
-    return lambda m: unit((unit(m) - mu.astype(np.float32)) @ p)
+    mean, projection = cell_whitening(unit(cat[:, 0][:, keep].reshape(-1, cat.shape[-1]).astype(np.float64)), whiten)
+    return lambda m: unit((unit(m) - mean) @ projection)
 
 
 def cell_scores(q: np.ndarray, c: np.ndarray, t, keep: np.ndarray) -> np.ndarray:
@@ -107,7 +103,7 @@ def main() -> None:
     for form in sets["crops"]:
         for s, name in enumerate(NAMES):
             cat = maps[f"cat/{s}"]
-            keep = disc_cells(cat.shape[2])
+            keep = on_disc(cat.shape[2])
             for whiten in WHITENINGS:
                 if whiten and whiten >= cat.shape[-1]:
                     continue
