@@ -45,7 +45,7 @@ from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import catalogue_like_angles, catalogue_like_at
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
-from coinmatch.search import DENSITY_WEIGHT
+from coinmatch.search import CELL_WEIGHT, DENSITY_WEIGHT
 from coinmatch.segment import FINDER_VERSION
 
 TESTS = {"euro": "euro pairs (84)", "singles": "singles pairs"}
@@ -96,23 +96,33 @@ def vectors(embedder: Embedder, sets: dict, test: str, seeds: int, reuse: bool) 
 CELL_MODES = ("search", "no cells", "cells alone")  # a cell model's scores: as search (cells added), without, alone
 
 
-def ranking_score(d: dict[str, np.ndarray], form: str, mode: str = "search") -> np.ndarray:
+def cell_scores(d: dict[str, np.ndarray], form: str) -> np.ndarray:
+    """Queries x entries: a query form's cell score against every entry (align.cell_similarity), computed once and
+    kept in ``d`` (where a study may put another cell score: benchmarks/cell_weight.py)."""
+    key = f"{form}:cell score"
+    if key not in d:
+        d[key] = cell_similarity(d[f"{form}:c"].astype(np.float32), d["cat:c"])
+    return d[key]
+
+
+def ranking_score(d: dict[str, np.ndarray], form: str, mode: str = "search",
+                  cell_weight: float = CELL_WEIGHT) -> np.ndarray:
     """Queries x entries: search's score less local density (``d["density"]``), with a cell model's cell score
-    added ("search"), or not ("no cells"), or the cell score alone ("cells alone")."""
+    added at ``cell_weight`` ("search"), or not ("no cells"), or the cell score alone ("cells alone")."""
     with_cells = d.get("cat:c") is not None and mode != "no cells"  # the cell score only where it is used
-    cells = cell_similarity(d[f"{form}:c"].astype(np.float32), d["cat:c"]) if with_cells else None
+    cells = cell_scores(d, form) if with_cells else None
     if mode == "cells alone":
         return cells
     S = score(d, form, "cat") - DENSITY_WEIGHT * d["density"][None, :]
-    return S if cells is None else S + cells
+    return S if cells is None else S + cell_weight * cells
 
 
 def outcomes(d: dict[str, np.ndarray], true: np.ndarray, form: str, features: dict | None = None,
-             candidates: int = 0, mode: str = "search") -> tuple[np.ndarray, float]:
+             candidates: int = 0, mode: str = "search", cell_weight: float = CELL_WEIGHT) -> tuple[np.ndarray, float]:
     """Whether each query's coin comes first, and the TPR at 1 % FPR, by search's score (:func:`ranking_score`);
     with ``features`` and ``candidates``, by that score with the first ``candidates`` verified, as search ranks
     them."""
-    S = ranking_score(d, form, mode)
+    S = ranking_score(d, form, mode, cell_weight)
     pos, neg = true_and_best_other(S, true)
     if features is None or candidates <= 0:
         return pos > neg, metrics.tpr_at_fpr(pos, neg, 0.01)
@@ -138,11 +148,12 @@ def interval(values: np.ndarray) -> str:
 
 
 def study(d: dict[str, np.ndarray], sets: dict, seeds: int, features: dict | None = None,
-          candidates: int = 0, mode: str = "search") -> tuple[dict, dict]:
+          candidates: int = 0, mode: str = "search", cell_weight: float = CELL_WEIGHT) -> tuple[dict, dict]:
     """Rows for the photographed and the catalogue-like queries, and the per-query hits behind them."""
     true, names = sets["true"], sets["names"]
-    first, tpr_photo = outcomes(d, true, "photo", features, candidates, mode)
-    hits, tprs = zip(*(outcomes(d, true, f"seed {s}", features, candidates, mode) for s in range(seeds)))
+    first, tpr_photo = outcomes(d, true, "photo", features, candidates, mode, cell_weight)
+    hits, tprs = zip(*(outcomes(d, true, f"seed {s}", features, candidates, mode, cell_weight)
+                       for s in range(seeds)))
     hits = np.array(hits).T.astype(float)  # queries x seeds
     per_seed = hits.mean(axis=0)
     share = hits.mean(axis=1)

@@ -22,7 +22,7 @@ from coinmatch.images import load_rgb
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, load_model, save_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
-from coinmatch.search import Searcher
+from coinmatch.search import CELL_WEIGHT, Searcher
 from coinmatch.training.cells import cell_whitening, fit_cells
 
 BIN = str(Path(sys.executable).with_name("coinmatch"))
@@ -121,8 +121,8 @@ def test_search_adds_the_cell_score_and_says_so(tmp_path, cells_model, demo_dir,
     with_cells, without = search_json(root, query, [], ["--no-cells"])
     top = with_cells[0]
     assert top["id"] == coin and "cells" not in without[0]
-    assert top["score"] == pytest.approx((top["cosine"] + top["aligned"]) / 2 + top["cells"] - top["density"] / 2,
-                                         abs=1e-5)
+    assert top["score"] == pytest.approx((top["cosine"] + top["aligned"]) / 2 + CELL_WEIGHT * top["cells"]
+                                         - top["density"] / 2, abs=1e-5)
     assert [r["cells"] for r in with_cells] and top["cells"] > max(r["cells"] for r in with_cells[1:])
     searcher = Searcher(root)
     assert searcher.celled and searcher.scoring == "aligned-cells-density"
@@ -191,4 +191,5 @@ def test_compare_adds_the_cell_score(cells_model, pair_paths):
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert 0.5 < r["cells"] <= 1.0 + 1e-6
-    assert r["score"] == pytest.approx(combined_score((r["cosine"] + r["aligned"]) / 2 + r["cells"], r["inliers"]))
+    assert r["score"] == pytest.approx(combined_score((r["cosine"] + r["aligned"]) / 2 + CELL_WEIGHT * r["cells"],
+                                                      r["inliers"]))

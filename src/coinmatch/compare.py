@@ -12,6 +12,7 @@ from coinmatch.align import aligned_score, cell_similarity, cyclic_similarity
 from coinmatch.images import save_rgb
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_photo
+from coinmatch.search import CELL_WEIGHT
 
 
 def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400) -> np.ndarray:
@@ -54,7 +55,7 @@ def compare_photos(photo_a: str | Path, photo_b: str | Path, out: str | Path | N
         score = aligned_score(score, embedding["aligned"])
     if cells is not None:
         embedding["cells"] = float(cell_similarity(cells[1:], cells[0, :1])[0, 0])
-        score += embedding["cells"]
+        score += CELL_WEIGHT * embedding["cells"]
     if out is not None:
         save_rgb(draw_matches(a.crop, b.crop, v), out)
     return {"a": str(photo_a), "b": str(photo_b), "inliers": v.inliers, "matches": v.matches,

@@ -39,6 +39,7 @@ from coinmatch.segment import FINDER_VERSION
 
 DENSITY_K = 10  # neighbours whose mean score is an entry's local density
 DENSITY_WEIGHT = 0.5  # the share of it taken off the entry's score
+CELL_WEIGHT = 1.0  # the cell score's weight in a candidate's score (benchmarks/cell_weight.py)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class Searcher:
         if self.celled:
             for m, c in zip(matches, self.cell_scores(cells, [m.row for m in matches])):
                 m.cells = float(c)
-                m.score += m.cells
+                m.score += CELL_WEIGHT * m.cells
         if self.density:
             for m, d in zip(matches, self.densities([m.row for m in matches])):
                 m.density = float(d)
@@ -227,7 +228,7 @@ class Searcher:
         """One catalogue image's score as :meth:`rescore` gives it, from its cosine."""
         score = aligned_score(cosine, float(self.aligned_scores(angles, [row])[0])) if self.aligned else cosine
         if self.celled:
-            score += float(self.cell_scores(cells, [row])[0])
+            score += CELL_WEIGHT * float(self.cell_scores(cells, [row])[0])
         return score - DENSITY_WEIGHT * float(self.densities([row])[0]) if self.density else score
 
     def densities(self, rows: list[int]) -> np.ndarray:
