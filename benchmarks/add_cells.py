@@ -2,7 +2,7 @@
 whitening again.
 
     .venv/bin/python benchmarks/add_cells.py --model runs/recipe.cm --out runs/recipe-cells.cm [--cells 64]
-        [--fit learned|pca] [--limit 2000] [--type-column denomination] MANIFEST.csv...
+        [--cell-map N] [--fit learned|pca] [--limit 2000] [--type-column denomination] MANIFEST.csv...
 
 ``train --loss whitening --cells D`` fits the cell whitening on the training split's photos, as each coin lies,
 after the whitening; neither fit depends on the other (models/network.py). So for a study this takes a model that
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--cells", type=int, default=64)
+    ap.add_argument("--cell-map", type=int, default=0, help="as train --cell-map (0: the backbone's own)")
     ap.add_argument("--fit", choices=FITS, default="learned", help="training.cells: learned from pairs, or PCA")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--type-column", default=None)
@@ -42,13 +43,13 @@ def main() -> None:
     cache = TrainingCache.merge([load_cache(m, cache_size(size), args.type_column, limit=args.limit)
                                  for m in args.manifests])
     train_cache, _ = split_validation(cache, defaults.val_fraction, defaults.val_max, model.config.info.get("seed", 0))
-    config = replace(model.config, cells=args.cells)
+    config = replace(model.config, cells=args.cells, cell_map=args.cell_map)
     net = build_network(config, weights="random")
     net.load_state_dict(model.network.state_dict(), strict=False)
     n = fit_cells(net.eval(), train_cache.plain(size), fit=args.fit, sources=list(train_cache.images),
                   seed=model.config.info.get("seed", 0))
-    config.info = {**model.config.info, "cells": {"dim": args.cells, "fit": args.fit, "fitted_on_cells": n,
-                                                  "seconds": round(time.perf_counter() - t, 1),
+    config.info = {**model.config.info, "cells": {"dim": args.cells, "map": net.cell_map, "fit": args.fit,
+                                                  "fitted_on_cells": n, "seconds": round(time.perf_counter() - t, 1),
                                                   "added_to": args.model}}
     save_model(net.eval(), config, args.out)
     print(f"{args.out}: cells of {args.cells} dimensions fitted on {n} cells of {len(train_cache)} photos "

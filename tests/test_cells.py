@@ -20,6 +20,7 @@ from coinmatch.catalog.store import DB_NAME, CatalogueError
 from coinmatch.evaluation.protocol import catalogue_like_at
 from coinmatch.images import load_rgb
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, load_model, save_model
+from coinmatch.models.network import disc_cells
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 from coinmatch.search import CELL_WEIGHT, Searcher
@@ -92,6 +93,24 @@ def test_cells_come_from_the_same_pass_and_onnx_gives_torchs(cells_model, catalo
     net.load_state_dict(load_model(cells_model).network.state_dict(), strict=False)
     pv, pa = Embedder(LoadedModel(net, plain, "plain", "test"), backend="torch").embed_with_angles(crops)
     assert np.abs(pv - v).max() < 1e-4 and np.abs(pa - a).max() < 1e-4
+
+
+def test_cells_from_another_map_are_kept_with_the_model(tmp_path, catalogue_crops):
+    """``cell_map`` 4 keeps Lite0's block 4 (112 channels, 10 x 10 cells at 160 px) instead of block 5, and the
+    model file keeps that choice."""
+    config = ModelConfig(**{**CELLS.__dict__, "cell_map": 4})
+    net = build_network(config).eval()
+    sized = [cv2.resize(c, (CELLS.image_size,) * 2, interpolation=cv2.INTER_AREA)
+             for c in list(catalogue_crops.values())[:6]]
+    k = len(disc_cells(10, 10))
+    assert fit_cells(net, sized, fit="pca") == 6 * k and net.cell_mean.shape == (112,)
+    path = tmp_path / "block4.cm"
+    save_model(net, config, path)
+    model = load_model(path)
+    assert model.config.cell_map == 4 and model.network.cell_map == 4
+    assert Embedder(model, backend="torch").embed_with_cells(sized[:2])[2].shape == (2, 8, k * 24)
+    default = build_network(CELLS)
+    assert default.cell_map == 3 and len(default.cell_mean) == 192
 
 
 def test_a_coin_turned_grey_and_shrunk_is_found_cell_by_cell(cells_model, catalogue_crops, pair_paths):
@@ -170,6 +189,9 @@ def test_train_whitening_with_cells(tmp_path, demo_dir):
                                       "whitening, not triplet"),
     ({"loss": "whitening", "cells": 500}, "--cells 500: efficientnet_lite0's cell map has 192 channels, so at most 192"),
     ({"loss": "whitening", "cells": -1}, "--cells must be 0 or more, not -1"),
+    ({"loss": "whitening", "cells": 8, "cell_map": 9}, "--cell-map 9: this backbone has 8 feature maps to pool; 9 "
+                                                       "asked for"),
+    ({"loss": "whitening", "cell_map": 4}, "--cell-map chooses the map of the cell descriptors: use it with --cells"),
 ])
 def test_bad_cells_options_are_refused_before_any_photo_is_read(tmp_path, monkeypatch, options, says):
     from coinmatch.training import loop

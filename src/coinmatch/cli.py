@@ -371,6 +371,10 @@ def train(
                               help="Whitening: also keep cell descriptors of this many dimensions a cell (e.g. 64): "
                                    "the coin compared cell by cell, where on it each feature lies, added to the "
                                    "shortlist's score in search (0: none)."),
+    cell_map: int = typer.Option(0, "--cell-map",
+                                 help="With --cells: which of the backbone's last feature maps the cells come from, "
+                                      "counted from the last (1); 0: the backbone's own (Lite0: 3, block 5, 7 x 7 "
+                                      "at 224 px; 4 is block 4, 14 x 14)."),
     mine_pairs: bool = typer.Option(False, "--mine-pairs",
                                     help="Use the real pairs, photos of one coin that the training set holds "
                                          "more than once, found by verification (60+ inliers among each photo's "
@@ -419,8 +423,8 @@ def train(
     cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
                       weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
                       stages=stages, rings=rings, disc=disc, mask=mask, contrast=contrast, shrinkage=shrinkage,
-                      whitening_views=whitening_views, cells=cells, mine_pairs=mine_pairs, epochs=epochs,
-                      batch_size=batch_size, lr=lr,
+                      whitening_views=whitening_views, cells=cells, cell_map=cell_map, mine_pairs=mine_pairs,
+                      epochs=epochs, batch_size=batch_size, lr=lr,
                       freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
                       val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
                       limit=limit, disk_cache=disk_cache, seed=seed, device=device, workers=workers,

@@ -40,6 +40,7 @@ class ModelConfig:
     contrast: bool = False  # local contrast normalisation of the input
     whiten_dim: int | None = None  # learned whitening to this many dimensions
     cells: int = 0  # cell descriptors of this many dimensions a cell beside the vector (0: none)
+    cell_map: int = 0  # which of the backbone's last feature maps the cells come from (0: its own, BackboneSpec)
     trained: bool = False
     info: dict = field(default_factory=dict)  # training provenance: data, loss, epochs...
 
@@ -50,7 +51,7 @@ class ModelConfig:
 
 
 INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "stages": 1, "rings": False, "whiten_dim": None,
-                      "contrast": False, "disc": False, "mask": False, "cells": 0}
+                      "contrast": False, "disc": False, "mask": False, "cells": 0, "cell_map": 0}
 
 
 @dataclass
@@ -83,7 +84,7 @@ def build_network(config: ModelConfig, weights: str | None = None) -> CoinEmbedd
     return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p,
                         grey=config.grey, rotations=config.rotations, stages=config.stages,
                         whiten_dim=config.whiten_dim, rings=config.rings, contrast=config.contrast,
-                        disc=config.disc, mask=config.mask, cells=config.cells)
+                        disc=config.disc, mask=config.mask, cells=config.cells, cell_map=config.cell_map)
 
 
 def builtin_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> LoadedModel:

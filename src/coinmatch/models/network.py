@@ -43,7 +43,8 @@ lies around a real coin helps to find it. For catalogues whose backgrounds could
 :mod:`coinmatch.training.whitening`.
 
 ``cells`` = d > 0: cell descriptors beside the vector, where on the coin each feature lies. One feature map
-(the backbone's ``cell_map``: Lite0's block 5, 7 x 7 cells of 192 channels at 224 px) is kept cell by cell over
+(``cell_map``, counted from the last map; by default the backbone's own: Lite0's block 5, 7 x 7 cells of 192
+channels at 224 px; 4 is block 4, 14 x 14 x 112) is kept cell by cell over
 the crop's inscribed circle; each cell unit length, centred and whitened to d dimensions (fitted in closed form on
 the training photos' cells by :mod:`coinmatch.training.cells`: learned from pairs, or PCA), unit length again, the
 whole scaled by one over the square root of the cell count, so that the dot product of two coins' cells is the mean cosine of their cells. A
@@ -203,7 +204,7 @@ class CoinEmbedder(nn.Module):
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
                  gem_p: float = 3.0, grey: bool = False, rotations: int = 1, stages: int = 1,
                  whiten_dim: int | None = None, rings: bool = False, contrast: bool = False, disc: bool = False,
-                 mask: bool = False, cells: int | None = None):
+                 mask: bool = False, cells: int | None = None, cell_map: int = 0):
         super().__init__()
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
@@ -236,7 +237,7 @@ class CoinEmbedder(nn.Module):
             nn.init.orthogonal_(self.head[0].weight)
         self.out_dim = feat if isinstance(self.head, nn.Identity) else dim
         self.cells = int(cells or 0)
-        self.cell_map = spec.cell_map
+        self.cell_map = int(cell_map) or spec.cell_map  # counted from the last map (1); 0: the backbone's own
         if self.cells:  # set by the closed-form fit (training.cells); zeros until then
             width = self.map_widths(self.cell_map)[0]
             self.register_buffer("cell_mean", torch.zeros(width))

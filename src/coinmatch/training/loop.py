@@ -31,7 +31,7 @@ from tqdm import tqdm
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest, require_column
 from coinmatch.files import replaced
-from coinmatch.models.backbones import get_spec
+from coinmatch.models.backbones import ModelError, get_spec
 from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
@@ -64,6 +64,7 @@ class TrainConfig:
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
     whitening_views: int = 1  # whitening only: augmented views paired with each coin
     cells: int = 0  # whitening only: cell descriptors of this many dimensions a cell (see models/network.py)
+    cell_map: int = 0  # with cells: which of the backbone's last feature maps they come from (0: the backbone's own)
     mine_pairs: bool = False  # add the same-coin photo pairs found by verification (mining.py): to the whitening's
     # pairs, or for a gradient loss as one class per coin, its views drawn from both photos
     epochs: int = 12
@@ -97,7 +98,7 @@ class TrainConfig:
         return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
                               "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
                               "stages": self.stages, "rings": self.rings, "disc": self.disc, "mask": self.mask,
-                              "contrast": self.contrast, "cells": self.cells,
+                              "contrast": self.contrast, "cells": self.cells, "cell_map": self.cell_map,
                               **overrides})
 
     @property
@@ -198,7 +199,7 @@ def check_options(cfg: TrainConfig) -> None:
                 "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1), "--stages": (cfg.stages, 1),
                 "--freeze-blocks": (cfg.freeze_blocks, 0), "--keep": (cfg.keep, 0),
                 "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0), "--cells": (cfg.cells, 0),
-                "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
+                "--cell-map": (cfg.cell_map, 0), "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
     for name, (value, least) in at_least.items():
         if value < least:
             raise CoinmatchError(f"{name} must be {least} or more, not {value}")
@@ -206,11 +207,16 @@ def check_options(cfg: TrainConfig) -> None:
         if cfg.loss != "whitening":
             raise CoinmatchError(f"--cells is fitted in closed form beside the whitening: use it with --loss whitening, "
                                  f"not {cfg.loss}")
-        width = build_network(cfg.model_config(dim=None, cells=0), weights="random").map_widths(
-            get_spec(cfg.backbone).cell_map)[0]
+        cell_map = cfg.cell_map or get_spec(cfg.backbone).cell_map
+        try:
+            width = build_network(cfg.model_config(dim=None, cells=0), weights="random").map_widths(cell_map)[0]
+        except ModelError as e:
+            raise CoinmatchError(f"--cell-map {cell_map}: {e}") from e
         if cfg.cells > width:
             raise CoinmatchError(f"--cells {cfg.cells}: {cfg.backbone}'s cell map has {width} channels, so at most "
                                  f"{width}")
+    elif cfg.cell_map:
+        raise CoinmatchError("--cell-map chooses the map of the cell descriptors: use it with --cells")
     if not 0 < cfg.shrinkage <= 1:
         raise CoinmatchError(f"--shrinkage must be above 0 and at most 1, not {cfg.shrinkage}")
     if cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):

@@ -106,7 +106,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     from coinmatch.training.validate import embed_arrays, score_vectors
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    base_config = cfg.model_config(dim=None, cells=0)  # the cells are fitted last, on the whitened network
+    base_config = cfg.model_config(dim=None, cells=0, cell_map=0)  # the cells are fitted last, on the whitened network
     net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
     plain, views = positive_pairs(cache, cfg.image_size, cfg.seed, cfg.whitening_views)
@@ -137,14 +137,14 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
                              None if real is None else (f(real_sets[0]), f(real_sets[1]), real.query_labels))
 
     before, val = scores(lambda v: v), scores(whitened)
-    config = replace(base_config, whiten_dim=cfg.dim, trained=True, cells=cfg.cells)
+    config = replace(base_config, whiten_dim=cfg.dim, trained=True, cells=cfg.cells, cell_map=cfg.cell_map)
     white = build_network(config, weights="random")  # the backbone comes from ``net``: loaded once
     white.load_state_dict(net.state_dict(), strict=False)
     set_whitening(white, projection, mean)
     cells = None
     if cfg.cells:
         t_cells = time.perf_counter()
-        cells = {"dim": cfg.cells, "fit": "learned",
+        cells = {"dim": cfg.cells, "map": white.cell_map, "fit": "learned",
                  "fitted_on_cells": fit_cells(white, plain, device, sources=list(cache.images), seed=cfg.seed),
                  "seconds": round(time.perf_counter() - t_cells, 1)}
         log.info("cell descriptors fitted on %d cells in %.0f s", cells["fitted_on_cells"], cells["seconds"])
