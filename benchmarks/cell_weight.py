@@ -9,8 +9,9 @@ benchmarks/seeds.py, whose vectors this reads back with ``--reuse``), every entr
 reports for each weight w: recall@1 as photographed, catalogue-like over the seeds' draws of the angles (mean, 95 %
 bootstrap interval over the queries) and the TPR at 1 % FPR of both, with the paired difference from search's
 weight. Then each test's weight is chosen on the *other* test (the highest catalogue-like mean that loses no
-photographed query against w = 0; a tie goes to the weight nearer search's), and the held-out test is scored at it:
-two tests, each kept out of its own choice. w = 0 is the recipe without cells (the same vectors).
+photographed query against w = 0; a tie goes to search's kernel, then to the weight nearer search's), and the
+held-out test is scored at it: two tests, each kept out of its own choice. w = 0 is the recipe without cells (the
+same vectors).
 
 ``--kernels mean selective`` also sweeps another way to sum the cells: search's is the mean cosine of the two
 coins' cells ("mean"); "selective" is the mean over the cells of sigma(u) = u^3 where u > 0, else 0: the selective
