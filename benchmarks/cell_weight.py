@@ -29,7 +29,7 @@ import numpy as np
 
 from common import WORK, format_table, save_results
 from density import catalogue_density
-from seeds import TESTS, interval, query_crops, study, vectors
+from seeds import TESTS, cell_score_key, difference, query_crops, study, vectors
 from coinmatch.models.runtime import Embedder
 from coinmatch.search import CELL_WEIGHT
 
@@ -69,8 +69,8 @@ def sweep(model: str, test: str, seeds: int, weights: list[float], kernels: list
     for kernel in kernels:
         scored = dict(d)
         if kernel == "selective":  # seeds.ranking_score takes a form's cell score from here when it is there
-            for form in ("photo", *(f"seed {s}" for s in range(seeds))):
-                scored[f"{form}:cell score"] = selective_similarity(d[f"{form}:c"], d["cat:c"], embedder.cells)
+            for form in sets["crops"]:
+                scored[cell_score_key(form)] = selective_similarity(d[f"{form}:c"], d["cat:c"], embedder.cells)
         for w in weights:
             if w or kernel == kernels[0]:  # weight 0 is the same ranking whatever the kernel
                 out[kernel, w] = study(scored, sets, seeds, cell_weight=w)
@@ -84,11 +84,6 @@ def chosen(results: dict[tuple[str, float], tuple[dict, dict]], search: tuple[st
     allowed = [key for key, (found, _) in results.items() if found["photo"]["mean"] >= floor]
     return max(allowed, key=lambda key: (round(results[key][0]["like"]["mean"], 6), key[0] == search[0],
                                          -abs(key[1] - search[1])))
-
-
-def difference(a: np.ndarray, b: np.ndarray) -> str:
-    diff = a - b
-    return f"{diff.mean():+.3f} {interval(diff)}"
 
 
 def main() -> None:

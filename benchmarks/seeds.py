@@ -96,10 +96,15 @@ def vectors(embedder: Embedder, sets: dict, test: str, seeds: int, reuse: bool) 
 CELL_MODES = ("search", "no cells", "cells alone")  # a cell model's scores: as search (cells added), without, alone
 
 
+def cell_score_key(form: str) -> str:
+    """Where :func:`cell_scores` keeps a query form's cell score in the vectors' dict."""
+    return f"{form}:cell score"
+
+
 def cell_scores(d: dict[str, np.ndarray], form: str) -> np.ndarray:
     """Queries x entries: a query form's cell score against every entry (align.cell_similarity), computed once and
     kept in ``d`` (where a study may put another cell score: benchmarks/cell_weight.py)."""
-    key = f"{form}:cell score"
+    key = cell_score_key(form)
     if key not in d:
         d[key] = cell_similarity(d[f"{form}:c"].astype(np.float32), d["cat:c"])
     return d[key]
@@ -145,6 +150,12 @@ def outcomes(d: dict[str, np.ndarray], true: np.ndarray, form: str, features: di
 def interval(values: np.ndarray) -> str:
     lo, hi = metrics.bootstrap_interval(values)
     return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> str:
+    """The paired difference of two rankings' per-query hits, with its bootstrap interval."""
+    diff = a - b
+    return f"{diff.mean():+.3f} {interval(diff)}"
 
 
 def study(d: dict[str, np.ndarray], sets: dict, seeds: int, features: dict | None = None,
@@ -206,11 +217,9 @@ def main() -> None:
                     for key, r in found.items():
                         r.update(model=m, test=TESTS[test], ranking=label, vs="")
                         if mode != "no cells" and len(results) > 1:  # a cell model: against itself without cells
-                            diff = hits[key] - plain[key]
-                            r["vs"] = f"{diff.mean():+.3f} {interval(diff)} vs no cells"
+                            r["vs"] = f"{difference(hits[key], plain[key])} vs no cells"
                         elif ranking in reference:
-                            diff = hits[key] - reference[ranking][key]
-                            r["vs"] = f"{diff.mean():+.3f} {interval(diff)} vs {args.models[0]}"
+                            r["vs"] = f"{difference(hits[key], reference[ranking][key])} vs {args.models[0]}"
                         rows.append(r)
                 reference.setdefault(ranking, plain)
     rows.sort(key=lambda r: (r["test"], r["ranking"] != "embedding", r["ranking"]))  # stable: models in order

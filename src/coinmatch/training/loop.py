@@ -207,11 +207,11 @@ def check_options(cfg: TrainConfig) -> None:
         if cfg.loss != "whitening":
             raise CoinmatchError(f"--cells is fitted in closed form beside the whitening: use it with --loss whitening, "
                                  f"not {cfg.loss}")
-        cell_map = cfg.cell_map or get_spec(cfg.backbone).cell_map
+        net = build_network(cfg.model_config(dim=None, cells=0), weights="random")  # its map: --cell-map or its own
         try:
-            width = build_network(cfg.model_config(dim=None, cells=0), weights="random").map_widths(cell_map)[0]
+            width = net.map_widths(net.cell_map)[0]
         except ModelError as e:
-            raise CoinmatchError(f"--cell-map {cell_map}: {e}") from e
+            raise CoinmatchError(f"--cell-map {net.cell_map}: {e}") from e
         if cfg.cells > width:
             raise CoinmatchError(f"--cells {cfg.cells}: {cfg.backbone}'s cell map has {width} channels, so at most "
                                  f"{width}")
