@@ -10,7 +10,6 @@ from coinmatch.catalog.manifest import ManifestError, read_manifest
 from coinmatch.catalog.store import Catalogue, CatalogueError
 from coinmatch.images import ImageError
 from coinmatch.search import Searcher
-from coinmatch.verify import extract_features_blob
 
 from conftest import demo_rows, write_manifest
 
@@ -59,7 +58,7 @@ def test_binary_file_is_not_a_manifest(tmp_path, pair_paths):
 
 def test_build_add_search_and_info(tmp_path, small_manifest, pair_paths, demo_dir):
     root = tmp_path / "cat"
-    info = build_catalogue(root, small_manifest, progress=False, features=extract_features_blob)
+    info = build_catalogue(root, small_manifest, progress=False)
     assert info["entries"] == 8 and info["images"] == 8 and info["verification_features"] == 8
     assert info["model_source"] == "builtin:efficientnet_lite0" and len(info["model_fingerprint"]) == 16
     assert all((root / "thumbs" / f"{i}.jpg").is_file() for i in range(8))
@@ -70,7 +69,7 @@ def test_build_add_search_and_info(tmp_path, small_manifest, pair_paths, demo_di
     rows = [r for r in demo_rows("catalogue.csv")[5:8]]
     extra = write_manifest(tmp_path / "extra.csv", [
         {"image": str(demo_dir / r["image"]), "id": r["id"], "denomination": r["denomination"]} for r in rows])
-    info = add_to_catalogue(root, extra, progress=False, features=extract_features_blob)
+    info = add_to_catalogue(root, extra, progress=False)
     assert info["added"] == 3 and info["entries"] == 11
     with Catalogue.open(root) as cat:
         assert np.array_equal(cat.vectors(range(8)), before)
@@ -82,9 +81,9 @@ def test_build_add_search_and_info(tmp_path, small_manifest, pair_paths, demo_di
     for r in rows:
         if r["id"] in second:
             [res] = searcher.search([second[r["id"]]], top_k=3)
-            assert res.results[0].id == r["id"]
-            assert res.results[0].score >= res.results[1].score
-            assert res.results[0].metadata["denomination"] == r["denomination"]
+            assert res.matches[0].id == r["id"]
+            assert res.matches[0].score >= res.matches[1].score
+            assert res.matches[0].metadata["denomination"] == r["denomination"]
     searcher.close()
 
 
@@ -191,8 +190,8 @@ def test_hnsw_index_for_large_catalogues_gives_the_same_answers(tmp_path, small_
     for q in demo_rows("queries.csv")[:4]:
         ra = a.search([demo_dir / q["image"]], top_k=3)[0]
         rb = b.search([demo_dir / q["image"]], top_k=3)[0]
-        assert [m.id for m in ra.results][:2] == [m.id for m in rb.results if m.id != "late-addition"][:2]
+        assert [m.id for m in ra.matches][:2] == [m.id for m in rb.matches if m.id != "late-addition"][:2]
     [late] = b.search([pair_paths[-1][1]], top_k=1)
-    assert late.results[0].id == "late-addition"
+    assert late.matches[0].id == "late-addition"
     a.close()
     b.close()

@@ -14,7 +14,7 @@ BIN = os.path.join(os.path.dirname(sys.executable), "coinmatch")
 
 
 def run(*args, check=True):
-    proc = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+    proc = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "COLUMNS": "200"})
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -10,7 +10,6 @@ from coinmatch.evaluation.calibrate import store_calibration
 from coinmatch.evaluation.protocol import catalogue_like, load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
 from coinmatch.search import Searcher
-from coinmatch.verify import extract_features_blob
 
 from test_cli import BIN, ROOT
 
@@ -54,7 +53,7 @@ def test_catalogue_like_form_is_grey_small_and_seeded(pair_paths):
 @pytest.fixture(scope="module")
 def demo_eval(tmp_path_factory, demo_dir):
     root = tmp_path_factory.mktemp("ev") / "cat"
-    build_catalogue(root, demo_dir / "catalogue.csv", features=extract_features_blob, progress=False)
+    build_catalogue(root, demo_dir / "catalogue.csv", progress=False)
     searcher = Searcher(root)
     queries = read_queries(demo_dir / "queries.csv", "coin_id")
     images = load_query_images(queries)
@@ -114,7 +113,7 @@ def test_eval_cli_json_keys_and_report(tmp_path, demo_eval):
 
 def test_calibrate_cli_then_search_json_has_decision(tmp_path, demo_dir):
     root = tmp_path / "cat"
-    build_catalogue(root, demo_dir / "catalogue.csv", features=extract_features_blob, progress=False)
+    build_catalogue(root, demo_dir / "catalogue.csv", progress=False)
     proc = subprocess.run([BIN, "calibrate", str(root), "demo/data/queries.csv", "--id-column", "coin_id",
                            "--verify", "--json"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -116,6 +116,24 @@ def test_a_model_file_with_options_this_version_lacks_is_refused_by_name(tmp_pat
         load_model(tmp_path / "newer.cm")
 
 
+def test_a_model_file_made_with_a_retired_option_is_refused_by_name_and_one_with_it_off_loads(tmp_path):
+    import json
+
+    config = ModelConfig(dim=32, image_size=64, trained=True)
+    path = tmp_path / "m.cm"
+    fp = save_model(build_network(config).eval(), config, path)
+    payload = torch.load(path, weights_only=True)
+    raw = json.loads(payload["config"])
+    payload["config"] = json.dumps({**raw, "stages": 1, "disc": False, "cells": 0})  # as earlier versions wrote them
+    torch.save(payload, tmp_path / "earlier.cm")
+    assert load_model(tmp_path / "earlier.cm").fingerprint == fp  # off: the same model, the same fingerprint
+    payload["config"] = json.dumps({**raw, "stages": 4, "contrast": True})
+    torch.save(payload, tmp_path / "retired.cm")
+    with pytest.raises(ModelError, match=r"retired.cm: made with options contrast, stages, which this coinmatch no "
+                                         r"longer has"):
+        load_model(tmp_path / "retired.cm")
+
+
 def test_builtin_fingerprint_is_unchanged_by_the_invariance_options(model):
     # catalogues built before grey / rotations / whitening existed must still accept the default model
     assert model.fingerprint == "d00b6af9f2fe332c"
@@ -172,35 +190,6 @@ def test_rotation_pooled_model_exports_to_onnx_and_round_trips(tmp_path, pair_pa
     assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
 
 
-def test_multi_stage_descriptor_joins_unit_stage_descriptors_and_exports(tmp_path, pair_paths):
-    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
-
-    config = ModelConfig(image_size=96, grey=True, rotations=2, stages=4, whiten_dim=48, trained=True)
-    net = build_network(config).eval()
-    crops = [prepare_photo(p[1]).crop for p in pair_paths[:3]]
-    x = torch.from_numpy(to_batch(crops, 96))
-    with torch.no_grad():
-        maps = net.feature_maps(x)
-        assert [m.shape[1] for m in maps] == [112, 192, 320, 1280]  # Lite0's blocks 4 to 6, then its head
-        assert torch.equal(maps[-1], net.backbone.forward_features((x - net.mean) / net.std))
-        assert maps[0].shape[-1] == 2 * maps[-1].shape[-1]  # block 4 sees finer detail (stride 16, not 32)
-        parts = net.stage_descriptors(x)
-        joined = net.descriptor(x)
-    assert joined.shape == (3, 112 + 192 + 320 + 1280)
-    assert torch.allclose(torch.cat(parts, 1) / 2, joined, atol=1e-6)  # each part unit length
-    one = build_network(ModelConfig(image_size=96, grey=True, rotations=2)).eval()
-    with torch.no_grad():
-        assert torch.allclose(one.descriptor(x), parts[-1], atol=1e-6)  # the last part is the usual descriptor
-    fp = save_model(net, config, tmp_path / "stages.cm")
-    loaded = load_model(tmp_path / "stages.cm")
-    assert (loaded.fingerprint, loaded.config.stages, loaded.dim) == (fp, 4, 48)
-    assert fp != fingerprint_of(net, ModelConfig(image_size=96, grey=True, rotations=2, whiten_dim=48, trained=True))
-    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
-    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
-    assert onnx_emb.backend == "onnx"
-    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
-
-
 def test_ring_weights_share_every_cell_between_the_rings():
     from coinmatch.models.network import pool_weights as ring_weights
 
@@ -212,100 +201,6 @@ def test_ring_weights_share_every_cell_between_the_rings():
     w = ring_weights(7, 7)
     assert w[1, 3, 3] == 1 and w[3, 0, 0] == 1  # the centre cell is the centre ring's, a corner the rim's
     assert torch.allclose(w, torch.flip(w, dims=(-1,))) and torch.allclose(w, w.transpose(1, 2))
-
-
-def test_disc_weights_leave_out_the_corners_and_the_rings_end_at_the_disc():
-    from coinmatch.models.network import DISC_RADIUS, pool_weights
-    from coinmatch.segment import CROP_MARGIN
-
-    assert DISC_RADIUS == pytest.approx(1 / (1 + CROP_MARGIN))  # where crop_coin puts the coin's rim
-    for size in (2, 3, 4, 7):
-        disc, rings = pool_weights(size, size, rings=False, disc=True), pool_weights(size, size, disc=True)
-        assert disc.shape == (1, size, size) and rings.shape == (4, size, size)
-        assert torch.allclose(rings[0], disc[0]) and torch.allclose(rings[1:].sum(0), disc[0])  # rings fill the disc
-        assert (rings.sum(dim=(1, 2)) > 0).all()
-    w = pool_weights(7, 7, rings=False, disc=True)[0]
-    assert w[0, 0] == 0 and w[3, 3] == 1 and 0 < w[0, 3] <= 1  # a corner cell is out, the centre in, the edge partly
-    # the disc's area share of the square: pi r^2 / 4
-    disc_share = pool_weights(64, 64, rings=False, disc=True).mean()
-    assert disc_share == pytest.approx(torch.pi * DISC_RADIUS ** 2 / 4, abs=1e-3)
-    assert torch.equal(pool_weights(7, 7, rings=False), torch.ones(1, 7, 7))  # no disc, no rings: the whole map
-
-
-def test_disc_pooling_hears_less_of_the_corners_keeps_quarter_turns_and_exports(tmp_path, pair_paths):
-    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
-
-    crops = [prepare_photo(p[1]).crop for p in pair_paths[:4]]
-    x = torch.from_numpy(to_batch(crops, 224))  # a 7 x 7 map: its corner cells lie outside the disc
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 224), torch.linspace(-1, 1, 224), indexing="ij")
-    corners = (yy ** 2 + xx ** 2).sqrt() > 1.0  # outside the disc, with room to spare
-    repainted = torch.where(corners, torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1), x)  # another background
-    kept, whole_disc = (build_network(ModelConfig(disc=d)).eval() for d in (False, True))
-    disc_config = ModelConfig(image_size=128, rotations=4, rings=True, disc=True, whiten_dim=40, trained=True)
-    disc = build_network(disc_config).eval()
-    with torch.no_grad():
-        kept_moved = (kept.descriptor(x) * kept.descriptor(repainted)).sum(1)
-        disc_moved = (whole_disc.descriptor(x) * whole_disc.descriptor(repainted)).sum(1)
-        x = torch.from_numpy(to_batch(crops, 128))
-        turned = torch.from_numpy(to_batch([np.rot90(c).copy() for c in crops], 128))
-        a, b = disc.descriptor(x), disc.descriptor(turned)
-    # the corners still reach the disc's cells through their receptive fields, so the descriptor moves, but less
-    assert (disc_moved > kept_moved).all() and disc_moved.mean() > kept_moved.mean() + 0.02, (disc_moved, kept_moved)
-    assert (a * b).sum(1).min() > 0.9999  # a quarter turn maps the disc and each ring onto itself
-    fp = save_model(disc, disc_config, tmp_path / "disc.cm")
-    loaded = load_model(tmp_path / "disc.cm")
-    assert (loaded.fingerprint, loaded.config.disc, loaded.network.disc) == (fp, True, True)
-    assert fp != fingerprint_of(disc, ModelConfig(image_size=128, rotations=4, rings=True, whiten_dim=40, trained=True))
-    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
-    onnx_emb = Embedder(LoadedModel(loaded.network, disc_config, fp, "x"))
-    assert onnx_emb.backend == "onnx"
-    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
-
-
-def test_a_masked_network_sees_only_the_disc_so_turning_the_photo_hardly_moves_it(tmp_path, pair_paths):
-    import cv2
-
-    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
-    from coinmatch.models.network import DISC_RADIUS, MASK_FILL, disc_mask
-
-    m = disc_mask(128, 128)
-    assert m[64, 64] == 1 and m[0, 0] == 0 and m[64, 0] == 0 and 0 < m[64, 2] < 1 and m[64, 4] == 1  # a soft rim
-    assert float(m.mean()) == pytest.approx(torch.pi * DISC_RADIUS ** 2 / 4, abs=0.01)
-    crops = [prepare_photo(p[1]).crop for p in pair_paths[:4]]
-
-    def turned(angle: float) -> torch.Tensor:  # the photo turned, as a camera or a scanner would leave it
-        out = []
-        for c in crops:
-            side = c.shape[0]
-            rot = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
-            out.append(cv2.warpAffine(c, rot, (side, side), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
-        return torch.from_numpy(to_batch(out, 128))
-
-    x = torch.from_numpy(to_batch(crops, 128))
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 128), torch.linspace(-1, 1, 128), indexing="ij")
-    repainted = torch.where((yy ** 2 + xx ** 2).sqrt() > 1.0, torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1), x)
-    config = ModelConfig(image_size=128, grey=True, rotations=8, rings=True, mask=True, whiten_dim=40, trained=True)
-    masked = build_network(config).eval()
-    kept = build_network(ModelConfig(image_size=128, grey=True, rotations=8, rings=True)).eval()
-    with torch.no_grad():
-        views = masked.views(x)
-        assert torch.allclose(views[:, :, 0, 0], torch.full_like(views[:, :, 0, 0], MASK_FILL))  # every angle
-        a = masked.descriptor(x)
-        assert (a * masked.descriptor(repainted)).sum(1).min() > 0.9999  # the background is gone in pixels
-        moved = {n: (net.descriptor(x) * net.descriptor(turned(45))).sum(1) for n, net in
-                 (("masked", masked), ("kept", kept))}
-    # an eighth of a turn is one of the 8 angles: only interpolation and the corners differ, and masking
-    # takes the corners away
-    assert moved["masked"].min() > 0.99 and (moved["masked"] > moved["kept"]).all(), moved
-    fp = save_model(masked, config, tmp_path / "masked.cm")
-    loaded = load_model(tmp_path / "masked.cm")
-    assert (loaded.fingerprint, loaded.config.mask, loaded.network.mask) == (fp, True, True)
-    assert fp != fingerprint_of(masked, ModelConfig(image_size=128, grey=True, rotations=8, rings=True,
-                                                    whiten_dim=40, trained=True))
-    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
-    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
-    assert onnx_emb.backend == "onnx"
-    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
 
 
 def test_ring_pooled_descriptor_keeps_the_whole_map_part_turns_with_the_coin_and_exports(tmp_path, pair_paths):
@@ -336,40 +231,3 @@ def test_ring_pooled_descriptor_keeps_the_whole_map_part_turns_with_the_coin_and
     onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
     assert onnx_emb.backend == "onnx"
     assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
-
-
-def test_local_contrast_takes_out_exposure_and_exports(tmp_path, pair_paths):
-    from coinmatch.models.modelfile import LoadedModel, fingerprint_of
-    from coinmatch.models.network import local_contrast
-
-    crops = [prepare_photo(p[0]).crop for p in pair_paths[:2]]
-    x = torch.from_numpy(to_batch(crops, 128))
-    washed = 0.45 * x + 0.5  # over-exposed: brighter, flatter
-    assert torch.allclose(local_contrast(torch.full((1, 1, 64, 64), 0.8)), torch.full((1, 1, 64, 64), 0.5))
-    config = ModelConfig(image_size=128, grey=True, contrast=True, whiten_dim=40, trained=True)
-    net = build_network(config).eval()
-    plain = build_network(ModelConfig(image_size=128, grey=True)).eval()
-    with torch.no_grad():
-        seen, seen_washed = net.views(x), net.views(washed)
-        assert seen.shape == x.shape and torch.allclose(seen[:, 0], seen[:, 2])  # still grey, three channels
-        assert (seen - seen_washed).abs().mean() < 0.02 < (x - washed).abs().mean()
-        with_lcn = (net.descriptor(x) * net.descriptor(washed)).sum(1)
-        without = (plain.descriptor(x) * plain.descriptor(washed)).sum(1)
-    assert with_lcn.min() > 0.99 and (1 - with_lcn).max() < 0.5 * (1 - without).min()
-    fp = save_model(net, config, tmp_path / "contrast.cm")
-    loaded = load_model(tmp_path / "contrast.cm")
-    assert (loaded.fingerprint, loaded.config.contrast) == (fp, True)
-    assert fp != fingerprint_of(net, ModelConfig(image_size=128, grey=True, whiten_dim=40, trained=True))
-    torch_vecs = Embedder(loaded, backend="torch").embed(crops)
-    onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
-    assert onnx_emb.backend == "onnx"
-    assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
-
-
-def test_stage_count_is_checked_against_the_backbone():
-    net = build_network(ModelConfig(backbone="resnet50", stages=2), weights="random")
-    assert net.stage_widths() == [1024, 2048] and net.out_dim == 3072  # ResNet50's last two stages
-    with pytest.raises(ModelError, match="5 feature maps to pool; 9 asked for"):
-        build_network(ModelConfig(backbone="resnet50", stages=9), weights="random")
-    with pytest.raises(ValueError, match="stages must be at least 1"):
-        build_network(ModelConfig(stages=0))

@@ -75,7 +75,7 @@ def test_workers_that_cannot_start_leave_the_cache_to_this_process(tmp_path, dem
     code = ("from coinmatch.training.cache import load_cache\n"
             f"c = load_cache({str(demo_dir / 'catalogue.csv')!r}, 48, progress=False, disk=False, limit=6, workers=2)\n"
             "print(len(c))\n")
-    proc = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "6" and "finding the remaining 6 coins in this process" in proc.stderr
 
@@ -87,10 +87,10 @@ def test_training_needs_no_faiss(tmp_path, demo_dir):
         "sys.modules['faiss'] = None\n"  # import faiss now fails, as where it is not installed
         "from coinmatch.training.loop import TrainConfig, train\n"
         f"cfg = TrainConfig(manifests=[{str(demo_dir / 'catalogue.csv')!r}], out={str(tmp_path / 't.cm')!r}, "
-        "limit=16, epochs=1, image_size=64, batch_size=8, disk_cache=False)\n"
+        "limit=16, epochs=1, image_size=64, batch_size=8, disk_cache=False, loss='triplet')\n"
         "s = train(cfg, progress=False)\n"
         "print(json.dumps(s['history'][-1]['val_precision_at_1']))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert 0 <= json.loads(proc.stdout) <= 1 and (tmp_path / "t.cm").is_file()
 
@@ -203,14 +203,14 @@ def test_augment_grid_command_writes_the_views_a_person_checks(tmp_path, pair_pa
     photo = pair_paths[0][0]
     out = tmp_path / "grid.png"
     proc = subprocess.run([BIN, "augment-grid", str(photo), "--out", str(out), "--n", "12", "--size", "48"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     grid = np.asarray(Image.open(out).convert("RGB"))
     assert grid.shape == (96, 288, 3)  # 2 rows of 6 views, 48 px each
     views = [grid[r:r + 48, c:c + 48] for r in (0, 48) for c in range(0, 288, 48)]
     assert all(not np.array_equal(views[0], v) for v in views[1:])  # every view augmented, none the original
     bad = subprocess.run([BIN, "augment-grid", str(photo), "--out", str(tmp_path / "grid.txt")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+                         capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1  # one line, however long the path
     assert f"{tmp_path / 'grid.txt'}: cannot write an image named .txt" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "grid.txt").exists()
@@ -252,7 +252,8 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
         w.writerows([str(demo_dir / r["image"]), r["id"]] for r in rows)
         w.writerow([str(broken_files["truncated"]), "broken"])
     out = tmp_path / "few.cm"
-    cfg = TrainConfig(manifests=[str(manifest)], out=str(out), epochs=1, image_size=64, disk_cache=False)
+    cfg = TrainConfig(manifests=[str(manifest)], out=str(out), loss="triplet", epochs=1, image_size=64,
+                      disk_cache=False)
     with caplog.at_level("WARNING"), pytest.raises(CoinmatchError) as e:
         train(cfg, progress=False)
     msg = str(e.value)
@@ -277,6 +278,7 @@ def test_too_few_readable_photos_are_refused_naming_the_manifest(tmp_path, demo_
     ("shrinkage", 0.0, "--shrinkage must be above 0"),
     ("limit", 0, "--limit must be 1 or more, not 0"),
     ("workers", -1, "--workers must be 0 or more, not -1"),
+    ("whitening_views", 0, "--whitening-views must be 1 or more, not 0"),
     ("val_pairs", "nowhere.csv", "nowhere.csv: manifest not found"),
     ("device", "tpu", "--device tpu: choose cpu or cuda"),
     ("device", f"cuda:{torch.cuda.device_count()}", f"torch sees {torch.cuda.device_count()} CUDA GPU"),
@@ -377,10 +379,10 @@ def test_same_type_miner_prefers_negatives_of_the_anchor_type():
 
 def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     out = tmp_path / "tiny.cm"
-    args = [BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--limit", "24", "--epochs", "1",
-            "--image-size", "64", "--batch-size", "12", "--type-column", "denomination", "--val-pairs",
+    args = [BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "triplet", "--limit", "24",
+            "--epochs", "1", "--rotations", "4", "--image-size", "64", "--batch-size", "12", "--type-column", "denomination", "--val-pairs",
             str(demo_dir / "pairs.csv"), "--json"]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["epochs_run"] == 1 and summary["train_images_per_s"] > 0
@@ -397,13 +399,13 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     assert model.config.trained and model.config.image_size == 64 and model.dim == 128
     # resume: one more epoch continues from the checkpoint
     args[args.index("--epochs") + 1] = "2"
-    proc = subprocess.run(args + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(args + ["--resume"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert [h["epoch"] for h in json.loads(proc.stdout)["history"]] == [0, 1, 2]
     # the trained model builds a catalogue and searches it
     cat = tmp_path / "cat"
     proc = subprocess.run([BIN, "catalog", "build", str(cat), str(demo_dir / "catalogue.csv"), "--model", str(out),
-                           "--no-features", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--no-features", "--json"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["dim"] == 128 and (cat / "model.cm").is_file()
     q = next((demo_dir / "queries").iterdir())
@@ -416,14 +418,16 @@ def test_resume_refuses_a_checkpoint_of_other_options_and_a_broken_one(tmp_path,
 
     from coinmatch.training.loop import TrainConfig, train
 
-    cfg = TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "r.cm"), limit=10, epochs=1,
-                      image_size=64, batch_size=8, disk_cache=False, resume=True)
+    cfg = TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "r.cm"), loss="triplet", limit=10,
+                      epochs=1, image_size=64, batch_size=8, disk_cache=False, resume=True)
     assert [h["epoch"] for h in train(cfg, progress=False)["history"]] == [0, 1]  # no checkpoint yet: from the start
     ckpt = cfg.work_dir / "last.pt"
     before = ckpt.read_bytes()
     with pytest.raises(CoinmatchError, match=r"last.pt was made with other options \(--dim 128 -> 64; "
                                              r"--image-size 64 -> 96\)"):
         train(replace(cfg, epochs=2, dim=64, image_size=96), progress=False)
+    with pytest.raises(CoinmatchError, match=r"other options \(--margin None -> 0.3\)"):  # any option, by name
+        train(replace(cfg, epochs=2, margin=0.3), progress=False)
     assert ckpt.read_bytes() == before  # refused, nothing of the run touched
     assert [h["epoch"] for h in train(replace(cfg, epochs=2), progress=False)["history"]] == [0, 1, 2]
     assert sorted(p.name for p in cfg.work_dir.glob("*.tmp")) == []  # the checkpoint was written whole
@@ -444,8 +448,8 @@ def test_an_interrupted_run_says_where_resume_goes_on_and_does(tmp_path, demo_di
             raise KeyboardInterrupt  # Ctrl-C during the second epoch
         return real_loader(*args, **kwargs)
 
-    cfg = loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "i.cm"), limit=10,
-                           epochs=3, image_size=64, batch_size=8, disk_cache=False)
+    cfg = loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "i.cm"), loss="triplet",
+                           limit=10, epochs=3, image_size=64, batch_size=8, disk_cache=False)
     monkeypatch.setattr(loop, "make_loader", stop_in_epoch_2)
     with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
         loop.train(cfg, progress=False)
@@ -484,7 +488,8 @@ def test_a_run_whose_epochs_score_worse_keeps_the_starting_network(tmp_path, dem
     monkeypatch.setattr(loop, "save_model", lambda net, config, path: (saved.append(config.info["epoch"]),
                                                                       real_save(net, config, path)))
     out = tmp_path / "kept.cm"
-    summary = loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(out), epochs=2,
+    summary = loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(out), loss="arcface",
+                                          epochs=2,
                                           image_size=64, batch_size=12, limit=24, patience=5,
                                           val_pairs=str(demo_dir / "pairs.csv"), device="cpu"), progress=False)
     assert [h["epoch"] for h in summary["history"]] == [0, 1, 2] and summary["epochs_run"] == 2
@@ -528,13 +533,18 @@ def test_whitening_pairs_each_coin_with_its_views_view_major(cache):
         positive_pairs(cache, 64, seed=3, views=0)
 
 
-def test_train_whitening_end_to_end(tmp_path, demo_dir):
-    out = tmp_path / "white.cm"
-    proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--loss", "whitening",
-                           "--grey", "--rotations", "2", "--stages", "3", "--rings", "--disc", "--contrast", "--dim", "24",
-                           "--image-size", "96", "--whitening-views", "2", "--json", "--val-pairs",
-                           str(demo_dir / "pairs.csv"), "--resume"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+def test_train_with_no_options_is_the_recipe_whitening(tmp_path, demo_dir):
+    from coinmatch.training.loop import TrainConfig
+
+    recipe = TrainConfig(manifests=["m.csv"], out="m.cm")  # what `coinmatch train M --out m.cm` trains
+    assert (recipe.loss, recipe.grey, recipe.rotations, recipe.rings, recipe.whitening_views, recipe.dim,
+            recipe.image_size) == ("whitening", True, 16, True, 2, 512, 224)
+    triplet = TrainConfig(manifests=["m.csv"], out="m.cm", loss="triplet")
+    assert (triplet.dim, triplet.image_size) == (128, 128)  # a gradient loss's own sizes
+    out = tmp_path / "white.cm"  # the recipe at a size a test can afford: 2 angles, 24 dimensions, 96 px
+    proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(out), "--rotations", "2",
+                           "--dim", "24", "--image-size", "96", "--json", "--val-pairs", str(demo_dir / "pairs.csv"),
+                           "--resume"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "has no checkpoint to go on from; fitting it from the start" in proc.stderr  # --resume: said, not ignored
     summary = json.loads(proc.stdout)
@@ -549,65 +559,13 @@ def test_train_whitening_end_to_end(tmp_path, demo_dir):
     assert (tmp_path / "white.train" / "curves.png").stat().st_size > 0
     model = load_model(out)
     cfg = model.config
-    assert (cfg.grey, cfg.rotations, cfg.stages, cfg.rings, cfg.disc, cfg.contrast, cfg.whiten_dim, model.dim,
-            cfg.info["loss"]) == (True, 2, 3, True, True, True, 24, 24, "whitening")
+    assert (cfg.grey, cfg.rotations, cfg.rings, cfg.whiten_dim, model.dim, cfg.info["loss"]) == (
+        True, 2, True, 24, 24, "whitening")
     assert (cfg.info["views"], cfg.info["pairs"]) == (2, 2 * summary["train_images"])  # each coin, two views
     assert cfg.info["validation_before"]["val_map_at_r"] == before["val_map_at_r"]
     with open(tmp_path / "white.train" / "history.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
-    # Lite0's last two blocks and its head, each pooled whole and over three rings
-    assert model.network.whiten.in_features == 4 * (192 + 320 + 1280)
-
-
-def test_fine_tuning_a_model_file_keeps_its_form_and_keep_holds_it_close(tmp_path, demo_dir, cache):
-    from coinmatch.training import loop
-    from coinmatch.training.validate import embed_arrays
-
-    white = tmp_path / "white.cm"
-    proc = subprocess.run([BIN, "train", str(demo_dir / "catalogue.csv"), "--out", str(white), "--loss", "whitening",
-                           "--grey", "--rotations", "2", "--dim", "24", "--image-size", "64", "--limit", "24",
-                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    start = load_model(white)
-
-    def fine_tune(name: str, keep: float) -> tuple[dict, CoinEmbedder]:
-        cfg = loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / f"{name}.cm"),
-                               init=str(white), keep=keep, epochs=2, batch_size=12, limit=24, lr=1e-4,
-                               freeze_blocks=5, image_size=128, grey=False, rotations=1, device="cpu", patience=9)
-        summary = loop.train(cfg, progress=False)
-        net = load_model(white).network  # the same architecture, with the weights the epoch ended with
-        net.load_state_dict(torch.load(tmp_path / f"{name}.train" / "last.pt", weights_only=False)["net"])
-        return summary, net.eval()
-
-    free, free_net = fine_tune("free", 0.0)
-    _, held_net = fine_tune("held", 50.0)
-    # the start is the whitened model, scored as epoch 0 on the same held-out coins as when it was fitted
-    epoch0 = free["history"][0]
-    assert epoch0["epoch"] == 0 and abs(epoch0["val_map_at_r"] - start.config.info["validation"]["val_map_at_r"]) < 1e-4
-    assert [h["epoch"] for h in free["history"]] == [0, 1, 2] and free["history"][1]["loss"] > 0
-    # its size and invariances come with it, whatever the options said; the file says where it started
-    tuned = load_model(tmp_path / "held.cm")
-    cfg = tuned.config
-    assert (cfg.image_size, cfg.grey, cfg.rotations, cfg.whiten_dim, tuned.dim) == (64, True, 2, 24, 24)
-    assert cfg.info["init_fingerprint"] == start.fingerprint and cfg.info["keep"] == 50.0
-    # keep: the embeddings move less from the starting network's than without it
-    crops = np.stack(cache.plain(64))
-    before = embed_arrays(start.network, crops, "cpu")
-    held_drift, free_drift = (float(1 - np.mean(np.sum(before * embed_arrays(net, crops, "cpu"), axis=1)))
-                              for net in (held_net, free_net))
-    assert held_drift < 0.2 * free_drift and free_drift > 0.02  # measured: 0.005 and 0.11
-    with pytest.raises(CoinmatchError, match="--init"):
-        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
-                                    loss="whitening", init=str(white)), progress=False)
-    # an option set to something the file contradicts is refused, naming it, before any work
-    with pytest.raises(CoinmatchError, match=r"--image-size 96, --rotations 4, --rings, --contrast cannot be set"):
-        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
-                                    init=str(white), image_size=96, rotations=4, rings=True, contrast=True),
-                   progress=False)
-    with pytest.raises(CoinmatchError, match="--whitening-views must be 1 or more, not 0"):
-        loop.train(loop.TrainConfig(manifests=[str(demo_dir / "catalogue.csv")], out=str(tmp_path / "w.cm"),
-                                    loss="whitening", whitening_views=0), progress=False)
-    assert not (tmp_path / "w.cm").exists() and not (tmp_path / "w.train").exists()
+    assert model.network.whiten.in_features == 4 * 1280  # Lite0's map pooled whole and over three rings
 
 
 def test_mining_finds_the_coins_photographed_twice_and_nothing_else(demo_dir, embedder, monkeypatch):
@@ -645,48 +603,12 @@ def test_mining_finds_the_coins_photographed_twice_and_nothing_else(demo_dir, em
         mine_pairs(pairs_cache.images, descriptors[:3])
 
 
-def test_train_whitening_with_mined_pairs(tmp_path, demo_dir):
-    from coinmatch.training import loop
-
-    cfg = loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "mined.cm"), loss="whitening",
-                           dim=16, image_size=96, mine_pairs=True, device="cpu", val_fraction=0.1)
-    summary = loop.train(cfg, progress=False)
-    model = load_model(tmp_path / "mined.cm")
-    n = summary["train_images"]
-    assert 15 <= summary["mined_pairs"] <= n // 2 and model.config.info["mined_pairs"] == summary["mined_pairs"]
-    assert model.config.info["pairs"] == n + 2 * summary["mined_pairs"]  # both ways round, beside the views
-
-
-def test_same_coin_labels_join_pairs_and_chains():
-    from coinmatch.training.mining import same_coin_labels
-
-    labels = same_coin_labels(7, np.array([[1, 4], [4, 6], [2, 3]]))
-    assert labels.tolist() == [0, 1, 2, 2, 1, 3, 1]  # 1-4-6 one coin, 2-3 another, 0 and 5 alone
-    assert same_coin_labels(3, np.zeros((0, 2), int)).tolist() == [0, 1, 2]
-
-
-def test_gradient_training_takes_a_coin_photographed_twice_as_one_class(tmp_path, demo_dir):
-    from coinmatch.training import loop
-
-    # 24 real coins photographed twice: mined, each coin is one ArcFace class whose centre starts at its two photos'
-    # mean (and MPerClassSampler, drawing two views of a class of two photos, draws each photo once)
-    cfg = loop.TrainConfig(manifests=[str(demo_dir / "pairs.csv")], out=str(tmp_path / "mined.cm"), loss="arcface",
-                           mine_pairs=True, epochs=1, image_size=64, batch_size=8, device="cpu", val_fraction=0.1,
-                           disk_cache=False)
-    summary = loop.train(cfg, progress=False)
-    n, pairs = summary["train_images"], summary["mined_pairs"]
-    assert 15 <= pairs <= n // 2
-    assert summary["classes"] == n - pairs  # each pair joins two photos of one coin (no coin a third time here)
-    model = load_model(tmp_path / "mined.cm")
-    assert model.config.info["mined_pairs"] == pairs
-
-
 def test_mine_pairs_command_writes_real_pairs_that_val_pairs_reads(tmp_path, demo_dir):
     from coinmatch.training.loop import load_real_pairs
 
     out = tmp_path / "found" / "pairs.csv"
     proc = subprocess.run([BIN, "mine-pairs", str(demo_dir / "pairs.csv"), "--out", str(out), "--type-column",
-                           "denomination", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "denomination", "--json"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     with open(out, encoding="utf-8") as f:
@@ -702,6 +624,6 @@ def test_mine_pairs_command_writes_real_pairs_that_val_pairs_reads(tmp_path, dem
     real = load_real_pairs(str(out), "coin_id", 64)
     assert len(real.references) == summary["pairs"] and real.queries.shape == (summary["pairs"], 64, 64, 3)
     bad = subprocess.run([BIN, "mine-pairs", str(demo_dir / "pairs.csv"), "--out", str(out), "--shortlist", "0"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--shortlist must be 1 or more" in bad.stderr
     assert len(out.read_text(encoding="utf-8").splitlines()) == len(rows) + 1  # the earlier CSV is untouched

@@ -71,16 +71,16 @@ def test_both_faces_rank_one_coin_and_a_single_face_still_works(tmp_path, pair_p
     lots = [(pair_paths[i], pair_paths[i + 1]) for i in range(0, 16, 2)]
     rows = [{"id": f"lot{i}", "obverse": str(o[0]), "reverse": str(r[0]), "sale": "demo"} for i, (o, r) in enumerate(lots)]
     root = tmp_path / "cat"
-    build_catalogue(root, write_manifest(tmp_path / "lots.csv", rows), features=extract_features_blob, progress=False)
+    build_catalogue(root, write_manifest(tmp_path / "lots.csv", rows), progress=False)
     searcher = Searcher(root)
     from coinmatch.prepare import prepare_photo
 
     for i, (o, r) in enumerate(lots):
         faces = {"obverse": prepare_photo(o[1]), "reverse": prepare_photo(r[1])}
         both = searcher.search_faces(faces, top_k=3)
-        assert both.results[0].id == f"lot{i}" and " + " in both.query
+        assert both.matches[0].id == f"lot{i}" and " + " in both.query
         verified = searcher.search_faces(faces, top_k=3, verify=True)
-        assert verified.results[0].id == f"lot{i}" and verified.results[0].inliers >= 20
+        assert verified.matches[0].id == f"lot{i}" and verified.matches[0].inliers >= 20
         single = searcher.search_faces({"obverse": None, "reverse": prepare_photo(r[1])}, top_k=3)
-        assert single.results[0].id == f"lot{i}"
+        assert single.matches[0].id == f"lot{i}"
     searcher.close()

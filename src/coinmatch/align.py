@@ -27,13 +27,3 @@ def aligned_score(cosine: float, aligned: float) -> float:
     """The embedding's score of a pair with angle vectors: the mean of its pooled and its aligned cosine."""
     return (cosine + aligned) / 2
 
-
-def cell_similarity(queries: np.ndarray, entries: np.ndarray) -> np.ndarray:
-    """Q x C from cell descriptors (queries Q x A x K d, at each of A angles; entries C x K d, as they lie): the
-    best, over the query's angles, of the mean cosine of the two coins' cells (each a unit vector over the square
-    root of K, so a dot product is that mean); each query turned to its best orientation against the entry."""
-    flat = entries.astype(np.float32, copy=False).T
-    best = np.full((len(queries), len(entries)), -np.inf)
-    for k in range(queries.shape[1]):
-        np.maximum(best, queries[:, k].astype(np.float32, copy=False) @ flat, out=best)
-    return best

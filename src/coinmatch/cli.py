@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from coinmatch import CoinmatchError
+from coinmatch.api import Catalogue, compare
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="coinmatch: find the very coin of a photograph in a catalogue.")
@@ -25,23 +26,23 @@ app.add_typer(catalog_app, name="catalog")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-BackendOpt = typer.Option("onnx", "--backend", help="Inference runtime: onnx (default) or torch.")
-AlignOpt = typer.Option(True, "--align/--no-align",
-                        help="Score the top candidates angle by angle too (a model of several angles, a catalogue "
-                             "built with it): (cosine + aligned cosine) / 2.")
-DensityOpt = typer.Option(True, "--density/--no-density",
-                          help="Take half of each top candidate's local density off its score: the mean score of "
-                               "its 10 nearest other catalogue entries (hubness reduction).")
-CellsOpt = typer.Option(True, "--cells/--no-cells",
-                        help="Add the cell score to the top candidates' (a model with cell descriptors, a catalogue "
-                             "built with it): the mean cosine of the two coins' cells, the query at its best angle.")
+BackendOpt = typer.Option("onnx", "--backend", help="Inference runtime: onnx (default) or torch (CUDA too).")
 CandidatesOpt = typer.Option(20, "--candidates", min=1,
-                             help="Candidates per query scored again: aligned, less their density, and verified "
+                             help="Candidates per query scored again (aligned, less their density) and verified "
                                   "with --verify.")
+IdColumnOpt = typer.Option("id", "--id-column",
+                           help="The queries' column naming each photo's coin: an entry id, or the value of the "
+                                "catalogue's own column of that name.")
 
 
 def _emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _notes(cat) -> None:
+    """Why a search is weaker than it could be, said on stderr."""
+    for note in cat.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @catalog_app.command("build")
@@ -51,17 +52,15 @@ def catalog_build(
     model: Optional[str] = typer.Option(None, "--model", help="Model file (.cm) or builtin:<backbone>."),
     backend: str = BackendOpt,
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images instead of stopping."),
-    verify_features: bool = typer.Option(True, "--features/--no-features",
-                                         help="Store local features for verification."),
+    features: bool = typer.Option(True, "--features/--no-features",
+                                  help="Store local features for verification (--verify)."),
     index: str = typer.Option("Flat", "--index", help="faiss index type: Flat (exact) or HNSW32 (millions)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Build a catalogue: records + vectors (+ local features for verification)."""
-    from coinmatch.catalog.build import build_catalogue
-
-    info = build_catalogue(catalogue, manifest, model=model, backend=backend, skip_bad=skip_bad,
-                           progress=not as_json, index_factory=index, features=_feature_fn(verify_features))
-    _print_info(info, as_json)
+    """Build a catalogue: records + vectors + local features for verification."""
+    with Catalogue.build(catalogue, manifest, model=model, index=index, features=features, skip_bad=skip_bad,
+                         progress=not as_json, backend=backend) as cat:
+        _print_info({**cat.info(), "skipped": cat.skipped}, as_json)
 
 
 @catalog_app.command("add")
@@ -73,31 +72,15 @@ def catalog_add(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Append a manifest's entries, embedding only the new images."""
-    from coinmatch.catalog.build import add_to_catalogue
-    from coinmatch.catalog.store import Catalogue
-
-    with Catalogue.open(catalogue) as cat:
-        with_features = cat.info()["verification_features"] > 0 or len(cat) == 0
-    info = add_to_catalogue(catalogue, manifest, backend=backend, skip_bad=skip_bad, progress=not as_json,
-                            features=_feature_fn(with_features))
-    _print_info(info, as_json)
+    with Catalogue.open(catalogue, backend=backend) as cat:
+        _print_info(cat.add(manifest, skip_bad=skip_bad, progress=not as_json), as_json)
 
 
 @catalog_app.command("info")
 def catalog_info(catalogue: Path = typer.Argument(...), as_json: bool = typer.Option(False, "--json")):
     """Describe a catalogue: size, model, calibration."""
-    from coinmatch.catalog.store import Catalogue
-
     with Catalogue.open(catalogue) as cat:
         _print_info(cat.info(), as_json)
-
-
-def _feature_fn(enabled: bool):
-    if not enabled:
-        return None
-    from coinmatch.verify import extract_features_blob
-
-    return extract_features_blob
 
 
 def _print_info(info: dict, as_json: bool) -> None:
@@ -123,31 +106,20 @@ def search(
     top_k: int = typer.Option(5, "--top-k", min=1),
     verify: bool = typer.Option(False, "--verify", help="Re-rank candidates by local-feature geometry."),
     candidates: int = CandidatesOpt,
-    align: bool = AlignOpt,
-    density: bool = DensityOpt,
-    cells: bool = CellsOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per query photo, one per line."),
 ):
     """Find the catalogue entries that are the coin in each photo."""
     if not photos and not (obverse or reverse):
         raise typer.BadParameter("give query photos, or --obverse and/or --reverse")
-    searcher = _open_searcher(catalogue, backend, align, density, cells)
-    try:
+    failed = 0
+    with Catalogue.open(catalogue, backend=backend) as cat:
+        _notes(cat)
         if obverse or reverse:
-            from coinmatch.prepare import prepare_photo
-
-            faces = {"obverse": prepare_photo(obverse) if obverse else None,
-                     "reverse": prepare_photo(reverse) if reverse else None}
-            result = searcher.search_faces(faces, top_k=top_k, verify=verify, candidates=candidates)
-            if as_json:
-                _emit_json(result.to_json())
-            else:
-                _print_result(result)
-        failed = 0
+            _show(cat.search_coin(obverse, reverse, top_k=top_k, verify=verify, candidates=candidates), as_json)
         for photo in photos or []:
             try:
-                result = searcher.search([photo], top_k=top_k, verify=verify, candidates=candidates)[0]
+                result = cat.search(photo, top_k=top_k, verify=verify, candidates=candidates)
             except CoinmatchError as exc:
                 if as_json:
                     _emit_json({"query": str(photo), "error": str(exc), "results": []})
@@ -155,27 +127,15 @@ def search(
                     err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
                 failed += 1
                 continue
-            if as_json:
-                _emit_json(result.to_json())
-            else:
-                _print_result(result)
-    finally:
-        searcher.close()
+            _show(result, as_json)
     if failed:
         raise typer.Exit(1)  # the others were answered; the exit status says not all could be
 
 
-def _open_searcher(catalogue: Path, backend: str, align: bool, density: bool, cells: bool = True):
-    """A searcher, its notes (why it cannot align, a calibration of another score) said on stderr."""
-    from coinmatch.search import Searcher
-
-    searcher = Searcher(catalogue, backend=backend, align=align, density=density, cells=cells)
-    for note in searcher.notes:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    return searcher
-
-
-def _print_result(result) -> None:
+def _show(result, as_json: bool) -> None:
+    if as_json:
+        _emit_json(result.to_dict())
+        return
     title = escape(str(result.query))
     if result.decision:
         colour = "green" if result.decision == "match" else "yellow"
@@ -185,20 +145,20 @@ def _print_result(result) -> None:
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("score", justify="right")
-    aligned = any(m.aligned is not None for m in result.results)
+    aligned = any(m.aligned is not None for m in result.matches)
     if aligned:
         table.add_column("cosine", justify="right")
         table.add_column("aligned", justify="right")
-    dense = any(m.density is not None for m in result.results)
+    dense = any(m.density is not None for m in result.matches)
     if dense:
         table.add_column("density", justify="right")
-    verified = any(m.inliers is not None for m in result.results)
+    verified = any(m.inliers is not None for m in result.matches)
     if verified:
         table.add_column("inliers", justify="right")
         table.add_column("verified", justify="right")
     table.add_column("image")
     table.add_column("metadata")
-    for i, m in enumerate(result.results, 1):
+    for i, m in enumerate(result.matches, 1):
         meta = ", ".join(f"{k}={v}" for k, v in m.metadata.items() if v)[:60]
         cells = [str(i), Text(str(m.id)), f"{m.score:.3f}"]
         if aligned:
@@ -213,33 +173,13 @@ def _print_result(result) -> None:
         out.print(f"  [yellow]warning:[/] {escape(str(w))}")
 
 
-def _evaluate(catalogue: Path, queries: Path, id_column: str, verify: bool, candidates: int, form: str,
-              backend: str, keep_crops: bool, progress: bool, align: bool, density: bool, cells: bool = True):
-    from coinmatch.evaluation.protocol import load_query_images, read_queries
-    from coinmatch.evaluation.run import evaluate
-
-    searcher = _open_searcher(catalogue, backend, align, density, cells)
-    qs = read_queries(queries, id_column)
-    images = load_query_images(qs, form)
-    runs = {"embedding": evaluate(searcher, qs, images, verify=False, candidates=candidates, keep_crops=keep_crops,
-                                  progress=progress)}
-    if verify:
-        runs["verified"] = evaluate(searcher, qs, images, verify=True, candidates=candidates, keep_crops=keep_crops,
-                                    progress=progress)
-    return searcher, runs
-
-
 @app.command("eval")
 def eval_cmd(
     catalogue: Path = typer.Argument(...),
-    queries: Path = typer.Argument(..., help="Manifest of query photos; the id column names the true entry."),
-    id_column: str = typer.Option("id", "--id-column"),
-    top_k: int = typer.Option(10, "--top-k", help="Matches listed per query in the report."),
+    queries: Path = typer.Argument(..., help="Manifest of query photos; the id column names each one's coin."),
+    id_column: str = IdColumnOpt,
     verify: bool = typer.Option(False, "--verify", help="Also score with local-feature verification."),
     candidates: int = CandidatesOpt,
-    align: bool = AlignOpt,
-    density: bool = DensityOpt,
-    cells: bool = CellsOpt,
     form: str = typer.Option("photo", "--form", help="photo, or catalogue-like (grey, rotated, 128 px)."),
     report: Optional[Path] = typer.Option(None, "--out", help="Write plots, CSV and an HTML page here."),
     target_fpr: float = typer.Option(0.01, "--target-fpr"),
@@ -247,24 +187,12 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Score a catalogue on real query photos: recall@k, mAP, open-set ROC, plots."""
-    from coinmatch.evaluation.report import write_report
-
-    searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, form, backend,
-                               keep_crops=report is not None, progress=not as_json, align=align,
-                               density=density, cells=cells)
-    final = runs["verified" if verify else "embedding"]
-    summary = final.summary(target_fpr)
-    summary["form"] = form
-    summary["scoring"] = searcher.scoring
-    if verify:
-        summary["without_verification"] = {k: v for k, v in runs["embedding"].summary(target_fpr).items()
-                                            if k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
-                                                     "eer", "ms_per_query")}
-    if report is not None:
-        page = write_report(final, {k: v for k, v in summary.items() if not isinstance(v, dict)},
-                            searcher.catalogue.root, report, title=f"coinmatch evaluation: {queries}")
-        summary["report"] = str(page)
-    searcher.close()
+    with Catalogue.open(catalogue, backend=backend) as cat:
+        _notes(cat)
+        summary = cat.evaluate(queries, id_column=id_column, verify=verify, candidates=candidates, form=form,
+                               target_fpr=target_fpr, report=report, progress=not as_json)
+    for w in summary["warnings"]:
+        err.print(f"[red]warning:[/] {escape(w)}", highlight=False)
     if as_json:
         _emit_json(summary)
         return
@@ -272,7 +200,8 @@ def eval_cmd(
     for k, v in summary.items():
         if isinstance(v, dict):
             v = ", ".join(f"{a}={b:.3f}" for a, b in v.items())
-        table.add_row(k, Text(f"{v:.4f}" if isinstance(v, float) else str(v)))
+        if k != "warnings":
+            table.add_row(k, Text(f"{v:.4f}" if isinstance(v, float) else str(v)))
     out.print(table)
 
 
@@ -280,25 +209,18 @@ def eval_cmd(
 def calibrate(
     catalogue: Path = typer.Argument(...),
     queries: Path = typer.Argument(..., help="Real query photos with known answers (some may have none)."),
-    id_column: str = typer.Option("id", "--id-column"),
+    id_column: str = IdColumnOpt,
     target_fpr: float = typer.Option(0.01, "--target-fpr", min=0.0, max=1.0),
     verify: bool = typer.Option(False, "--verify", help="Calibrate the verified score as well."),
     candidates: int = CandidatesOpt,
-    align: bool = AlignOpt,
-    density: bool = DensityOpt,
-    cells: bool = CellsOpt,
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Choose the match/no-match threshold for a target false-positive rate and store it in the catalogue."""
-    from coinmatch.evaluation.calibrate import store_calibration
-
-    searcher, runs = _evaluate(catalogue, queries, id_column, verify, candidates, "photo", backend, False,
-                               progress=not as_json, align=align,
-                               density=density, cells=cells)
-    final = runs["verified" if verify else "embedding"]
-    calibration = store_calibration(searcher, final, target_fpr, embedding_ev=runs["embedding"])
-    searcher.close()
+    with Catalogue.open(catalogue, backend=backend) as cat:
+        _notes(cat)
+        calibration = cat.calibrate(queries, id_column=id_column, target_fpr=target_fpr, verify=verify,
+                                    candidates=candidates, progress=not as_json)
     if as_json:
         _emit_json(calibration)
     else:
@@ -307,8 +229,8 @@ def calibrate(
                   f"ROC AUC {calibration['roc_auc']:.3f}")
 
 
-@app.command()
-def compare(
+@app.command("compare")
+def compare_cmd(
     photo_a: Path = typer.Argument(...),
     photo_b: Path = typer.Argument(...),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Draw the two coins and their inlier matches."),
@@ -317,10 +239,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Are two photos the same coin? Local-feature matching under a geometric transform."""
-    from coinmatch.compare import compare_photos
-    from coinmatch.models.runtime import Embedder
-
-    result = compare_photos(photo_a, photo_b, out_path, embedder=Embedder(model, backend=backend))
+    result = compare(photo_a, photo_b, model=model, out=out_path, backend=backend)
     if as_json:
         _emit_json(result)
     else:
@@ -336,117 +255,67 @@ def compare(
 def train(
     manifests: list[Path] = typer.Argument(..., help="Training manifests; every row is its own class (one coin)."),
     out_path: Path = typer.Option(..., "--out", help="The model file to write (.cm)."),
-    loss: str = typer.Option("triplet", "--loss",
-                             help="triplet, arcface, subcenter-arcface, or whitening (closed form from augmented "
-                                  "pairs, no back-propagation: minutes; with --grey --rotations 16 --rings "
-                                  "--whitening-views 2, the best measured on real photos: see the README)."),
-    backbone: str = typer.Option("efficientnet_lite0", "--backbone",
-                                 help="efficientnet_lite0, efficientnet_lite2 or resnet50."),
+    loss: Optional[str] = typer.Option(None, "--loss",
+                                       help="whitening (the default: the recipe, fitted in closed form), or a "
+                                            "gradient loss: triplet, arcface, subcenter-arcface."),
+    backbone: Optional[str] = typer.Option(None, "--backbone",
+                                           help="efficientnet_lite0 (default), efficientnet_lite2 or resnet50."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights: a file, 'hub' or 'random'."),
-    dim: Optional[int] = typer.Option(None, "--dim", help="Embedding size (default 128; whitening 512)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Default 128; whitening 224."),
-    grey: bool = typer.Option(False, "--grey", help="Colour-blind model: photos and black-and-white scans alike."),
-    rotations: int = typer.Option(1, "--rotations",
-                                  help="Rotation pooling: average the descriptor over this many angles (costs "
-                                       "as many passes per image)."),
-    stages: int = typer.Option(1, "--stages",
-                               help="Pool the backbone's last N feature maps, not only its final one (Lite0: "
-                                    "blocks, then the head; finer detail from earlier maps)."),
-    rings: bool = typer.Option(False, "--rings",
-                               help="Pool each feature map over three concentric rings (centre, middle, rim) as "
-                                    "well as whole: where on the coin a feature lies, still rotation invariant."),
-    disc: bool = typer.Option(False, "--disc",
-                              help="Pool only the coin's disc, not the crop's corners outside it (their background "
-                                   "changes when the coin turns)."),
-    mask: bool = typer.Option(False, "--mask",
-                              help="The network sees only the coin's disc: mid-grey around it, at every angle."),
-    contrast: bool = typer.Option(False, "--contrast",
-                                  help="Local contrast normalisation of the input: exposure, lamp strength and "
-                                       "washed-out or dark prints matter less."),
-    shrinkage: float = typer.Option(0.1, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
-    whitening_views: int = typer.Option(1, "--whitening-views",
-                                        help="Whitening: augmented views paired with each coin (more pairs, a "
-                                             "steadier fit; each view costs one more pass over the photos)."),
-    cells: int = typer.Option(0, "--cells",
-                              help="Whitening: also keep cell descriptors of this many dimensions a cell (e.g. 64): "
-                                   "the coin compared cell by cell, where on it each feature lies, added to the "
-                                   "shortlist's score in search (0: none)."),
-    cell_map: int = typer.Option(0, "--cell-map",
-                                 help="With --cells: which of the backbone's last feature maps the cells come from, "
-                                      "counted from the last (1); 0: the backbone's own (Lite0: 3, block 5, 7 x 7 "
-                                      "at 224 px; 4 is block 4, 14 x 14)."),
-    mine_pairs: bool = typer.Option(False, "--mine-pairs",
-                                    help="Use the real pairs, photos of one coin that the training set holds "
-                                         "more than once, found by verification (60+ inliers among each photo's "
-                                         "20 nearest): whitening fits on them too; a gradient loss takes each such "
-                                         "coin as one class, its views drawn from both photos."),
-    epochs: int = typer.Option(12, "--epochs"),
-    batch_size: int = typer.Option(48, "--batch-size"),
-    lr: float = typer.Option(3e-4, "--lr", help="Learning rate of the backbone (the head's is 10x); lower it to "
-                                              "fine-tune a trained model (--init)."),
-    freeze_blocks: int = typer.Option(2, "--freeze-blocks", help="Early stages kept at ImageNet weights."),
-    mining: str = typer.Option("semihard", "--mining", help="Triplet mining: semihard, hard or all."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Embedding size (whitening 512, the others 128)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input size (whitening 224, the others 128)."),
+    grey: Optional[bool] = typer.Option(None, "--grey/--colour",
+                                        help="Colour-blind model (the default): photos and grey scans alike."),
+    rotations: Optional[int] = typer.Option(None, "--rotations",
+                                            help="Rotation pooling over this many angles (default 16; each costs "
+                                                 "one pass of the backbone)."),
+    rings: Optional[bool] = typer.Option(None, "--rings/--no-rings",
+                                         help="Pool over three concentric rings as well as whole (the default)."),
+    shrinkage: Optional[float] = typer.Option(None, "--shrinkage", help="Whitening: shrinkage of the pair covariance."),
+    whitening_views: Optional[int] = typer.Option(None, "--whitening-views",
+                                                  help="Whitening: augmented views paired with each coin (default 2)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Gradient losses: epochs (default 12)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the backbone (the head's is 10x)."),
+    freeze_blocks: Optional[int] = typer.Option(None, "--freeze-blocks", help="Early stages kept at ImageNet weights."),
+    mining: Optional[str] = typer.Option(None, "--mining", help="Triplet mining: semihard, hard or all."),
     margin: Optional[float] = typer.Option(None, "--margin",
                                            help="Loss margin (triplet: cosine, default 0.2; ArcFace: degrees, 28.6)."),
     type_column: Optional[str] = typer.Option(None, "--type-column",
                                               help="Coin type column: negatives of the same type are mined first."),
     val_pairs: Optional[Path] = typer.Option(None, "--val-pairs", help="Real photo pairs scored every epoch."),
-    id_column: str = typer.Option("coin_id", "--id-column"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="The --val-pairs' coin column (coin_id)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images of each manifest."),
-    disk_cache: bool = typer.Option(True, "--disk-cache/--no-disk-cache",
-                                    help="Keep the prepared training images on disk (COINMATCH_CACHE) so the next "
-                                         "run skips finding the coins (~0.5 GB for 7,000 photos at 128 px); "
-                                         "the least recently used are deleted beyond COINMATCH_TRAINING_CACHE_GB "
-                                         "(default 4)."),
-    seed: int = typer.Option(0, "--seed"),
+    disk_cache: Optional[bool] = typer.Option(None, "--disk-cache/--no-disk-cache",
+                                              help="Keep the prepared training images on disk (COINMATCH_CACHE) so the "
+                                                   "next run skips finding the coins (the default)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
-    workers: int = typer.Option(0, "--workers",
-                                help="Processes that find the coins and augment the batches beside this one (0: "
-                                     "none). On a GPU they keep it fed; the results are the same for one seed "
-                                     "and one number of workers."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    init: Optional[Path] = typer.Option(None, "--init",
-                                        help="Fine-tune this model file (e.g. a whitened one) instead of starting "
-                                             "from ImageNet; its backbone, size, invariances and head come with it."),
-    keep: float = typer.Option(0.0, "--keep",
-                               help="Weight of a pull towards the starting network's embeddings (learning without "
-                                    "forgetting); 0: none."),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="Processes that find the coins and augment batches beside this one."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint (gradient losses)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Train coin embeddings from one photo per coin, with augmentation positives."""
-    from coinmatch.training.loop import TrainConfig, train as run_training
+    """Train a model from one photo per coin. With no options: the recipe (see the README)."""
+    from coinmatch.training.loop import VALIDATION_LABELS, TrainConfig, train as run_training
 
-    whitening = loss == "whitening"
-    dim = dim or (512 if whitening else 128)
-    image_size = image_size or (224 if whitening else 128)
-    cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), loss=loss, backbone=backbone,
-                      weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
-                      stages=stages, rings=rings, disc=disc, mask=mask, contrast=contrast, shrinkage=shrinkage,
-                      whitening_views=whitening_views, cells=cells, cell_map=cell_map, mine_pairs=mine_pairs,
-                      epochs=epochs, batch_size=batch_size, lr=lr,
-                      freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
-                      val_pairs=str(val_pairs) if val_pairs else None, id_column=id_column, max_minutes=max_minutes,
-                      limit=limit, disk_cache=disk_cache, seed=seed, device=device, workers=workers,
-                      resume=resume, init=str(init) if init else None, keep=keep)
+    given = {k: v for k, v in dict(
+        loss=loss, backbone=backbone, weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
+        rings=rings, shrinkage=shrinkage, whitening_views=whitening_views, epochs=epochs, batch_size=batch_size,
+        lr=lr, freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
+        val_pairs=None if val_pairs is None else str(val_pairs), id_column=id_column, max_minutes=max_minutes,
+        limit=limit, disk_cache=disk_cache, seed=seed, device=device, workers=workers).items() if v is not None}
+    cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), resume=resume, **given)
     summary = run_training(cfg, progress=not as_json)
     if as_json:
-        _emit_json({k: v for k, v in summary.items()})
-    else:
-        last = summary["history"][-1] if summary["history"] else {}
-        out.print(f"wrote {escape(str(summary['model']))} (best epoch {summary['best_epoch']} of "
-                  f"{summary['epochs_run']}); history and plots in {escape(str(summary['work_dir']))}; "
-                  f"{summary['wall_seconds']:.0f} s; "
-                  f"{summary['train_images_per_s']:.1f} training images/s")
-        if "mined_pairs" in summary:
-            out.print(f"{summary['mined_pairs']} same-coin photo pairs mined in {summary['mining_seconds']:.0f} s")
-        out.print({k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
-        if loss == "whitening":  # what the fit changed, on the same held-out views and pairs
-            from coinmatch.training.loop import VALIDATION_LABELS
-
-            before, after = summary["history"][0], summary["history"][-1]
-            out.print("; ".join(f"{label} {before[k]:.3f} -> {after[k]:.3f}" for k, label in VALIDATION_LABELS.items()
-                                if k in after) + " (before -> after the whitening)")
+        _emit_json(summary)
+        return
+    out.print(f"wrote {escape(str(summary['model']))} (best epoch {summary['best_epoch']} of "
+              f"{summary['epochs_run']}); history and plots in {escape(str(summary['work_dir']))}; "
+              f"{summary['wall_seconds']:.0f} s; {summary['train_images_per_s']:.1f} training images/s")
+    before, after = summary["history"][0], summary["history"][-1]
+    out.print("; ".join(f"{label} {before[k]:.3f} -> {after[k]:.3f}" for k, label in VALIDATION_LABELS.items()
+                        if k in after) + " (the starting network -> the last epoch)")
 
 
 @app.command("mine-pairs")

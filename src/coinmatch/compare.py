@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 
 from coinmatch import verify as verification
-from coinmatch.align import aligned_score, cell_similarity, cyclic_similarity
+from coinmatch.align import aligned_score, cyclic_similarity
 from coinmatch.images import save_rgb
 from coinmatch.models.runtime import Embedder
-from coinmatch.prepare import prepare_photo
-from coinmatch.search import CELL_WEIGHT
+from coinmatch.prepare import prepare_any
 
 
 def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400) -> np.ndarray:
@@ -39,26 +38,22 @@ def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verific
     return canvas
 
 
-def compare_photos(photo_a: str | Path, photo_b: str | Path, out: str | Path | None = None,
+def compare_photos(photo_a, photo_b, out: str | Path | None = None,
                    embedder: Embedder | None = None) -> dict:
     """The evidence that two photos show one coin, scored as search scores a verified candidate: the embedding's
-    cosine (with a model of several angles, its mean with the aligned cosine, as search gives it; with a model of
-    cell descriptors, plus the cell score of B against A as it lies), plus inliers."""
-    a, b = prepare_photo(photo_a), prepare_photo(photo_b)
+    cosine (with a model of several angles, its mean with the aligned cosine, as search gives it), plus inliers."""
+    a, b = prepare_any(photo_a), prepare_any(photo_b)
     v = verification.match(verification.extract(a.crop), verification.extract(b.crop), keep_pairs=True)
     embedder = embedder or Embedder()
-    vectors, angles, cells = embedder.embed_with_cells([a.crop, b.crop])
+    vectors, angles = embedder.embed_with_angles([a.crop, b.crop])
     embedding = {"cosine": float(vectors[0] @ vectors[1])}
     score = embedding["cosine"]
     if angles is not None:
         embedding["aligned"] = float(cyclic_similarity(angles[:1], angles[1:])[0, 0])
         score = aligned_score(score, embedding["aligned"])
-    if cells is not None:
-        embedding["cells"] = float(cell_similarity(cells[1:], cells[0, :1])[0, 0])
-        score += CELL_WEIGHT * embedding["cells"]
     if out is not None:
         save_rgb(draw_matches(a.crop, b.crop, v), out)
-    return {"a": str(photo_a), "b": str(photo_b), "inliers": v.inliers, "matches": v.matches,
+    return {"a": a.source, "b": b.source, "inliers": v.inliers, "matches": v.matches,
             "rotation": None if v.rotation is None else round(v.rotation, 1),
             "scale": None if v.scale is None else round(v.scale, 3), **embedding,
             "score": verification.combined_score(score, v.inliers), "notes": a.notes + b.notes}

@@ -101,6 +101,24 @@ def open_image(source: str | Path | bytes, name: str | None = None, max_side: in
     return im
 
 
+def to_rgb_array(im: Image.Image, name: str, max_side: int | None = MAX_SIDE) -> np.ndarray:
+    """An image already in memory (a PIL image) as :func:`load_rgb` gives a file: size-checked, EXIF-oriented,
+    8-bit RGB, shrunk to ``max_side``."""
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{name}: image too large ({w}x{h} pixels; the limit is {MAX_PIXELS:,})")
+    if min(w, h) < 8:
+        raise ImageError(f"{name}: image too small ({w}x{h} pixels)")
+    try:
+        im = _to_rgb(ImageOps.exif_transpose(im))
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{name}: cannot be read as an image ({exc})") from exc
+    if max_side and max(im.size) > max_side:
+        im = im.copy()
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.array(im, dtype=np.uint8)
+
+
 def load_rgb(source: str | Path | bytes, name: str | None = None, max_side: int | None = MAX_SIDE) -> np.ndarray:
     """Load an image as an ``H x W x 3`` uint8 RGB array (see :func:`open_image`)."""
     return np.array(open_image(source, name=name, max_side=max_side), dtype=np.uint8)  # a writable copy

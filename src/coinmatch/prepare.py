@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coinmatch import CoinmatchError
 from coinmatch.images import load_rgb
 from coinmatch.segment import CoinLocation, crop_coin, locate_coin
 
@@ -39,3 +40,22 @@ def prepare_array(rgb: np.ndarray, source: str = "<array>", find_coin: bool = Tr
 def prepare_photo(source: str | Path | bytes, name: str | None = None, find_coin: bool = True) -> PreparedCoin:
     label = name or (str(source) if not isinstance(source, bytes) else "<uploaded image>")
     return prepare_array(load_rgb(source, name=label), label, find_coin=find_coin)
+
+
+def prepare_any(photo, name: str | None = None) -> PreparedCoin:
+    """A photo as the API takes it: a path, the file's bytes, a PIL image or an RGB(A) or grey uint8 array."""
+    from PIL import Image
+
+    from coinmatch.images import to_rgb_array
+
+    if isinstance(photo, (str, Path, bytes)):
+        return prepare_photo(photo, name=name)
+    label = name or f"<{type(photo).__name__}>"
+    if isinstance(photo, np.ndarray):
+        if photo.dtype != np.uint8 or not (photo.ndim == 2 or (photo.ndim == 3 and photo.shape[2] in (3, 4))):
+            raise CoinmatchError(f"{label}: an image array must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA), "
+                                 f"of uint8; this one is {' x '.join(map(str, photo.shape))} of {photo.dtype}")
+        photo = Image.fromarray(np.ascontiguousarray(photo))
+    if isinstance(photo, Image.Image):
+        return prepare_array(to_rgb_array(photo, label), label)
+    raise CoinmatchError(f"{label}: not a photo: give a path, the file's bytes, a PIL image or an RGB uint8 array")

@@ -4,11 +4,9 @@ Three stages, each over the previous one's shortlist:
 
 1. the pooled vector's cosine, through the catalogue's faiss index;
 2. the top ``candidates`` are scored again: with a model of several angles and a catalogue that stores their
-   vectors, by the mean of that cosine and the *aligned* cosine (:mod:`coinmatch.align`); with a model of cell
-   descriptors and a catalogue that stores them, plus the mean cosine of the two coins' cells, the query turned
-   to its best angle (where on the coin each feature lies: :func:`coinmatch.align.cell_similarity`); and, with
+   vectors, by the mean of that cosine and the *aligned* cosine (:mod:`coinmatch.align`); and, with
    ``density`` (the default), less half each candidate's *local density*, the mean score of its ``DENSITY_K``
-   nearest other catalogue entries (by vector and angle vectors: cells do not enter it);
+   nearest other catalogue entries (by vector and angle vectors);
 3. with ``verify``, local-feature geometry (:mod:`coinmatch.verify`).
 
 Local density is hubness reduction, CSLS's catalogue side (Conneau et al. 2018, with its k = 10 and its weight
@@ -30,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from coinmatch import verify as verification
-from coinmatch.align import aligned_score, cell_similarity, cyclic_similarity
+from coinmatch.align import aligned_score, cyclic_similarity
 from coinmatch.catalog.store import Catalogue, CatalogueError
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import PreparedCoin, prepare_photo
@@ -39,7 +37,6 @@ from coinmatch.segment import FINDER_VERSION
 
 DENSITY_K = 10  # neighbours whose mean score is an entry's local density
 DENSITY_WEIGHT = 0.5  # the share of it taken off the entry's score
-CELL_WEIGHT = 1.0  # the cell score's weight in a candidate's score (benchmarks/cell_weight.py)
 
 
 @dataclass
@@ -57,17 +54,15 @@ class Match:
     cosine: float | None = None  # with angle vectors: the pooled vectors' cosine ...
     aligned: float | None = None  # ... and the angle vectors' at the best orientation
     density: float | None = None  # the entry's local density (see the module's docstring), when taken off
-    cells: float | None = None  # the mean cosine of the two coins' cells, when added
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
+        """The match as ``search --json`` writes it."""
         out = {"id": self.id, "score": round(float(self.score), 6), "image": self.image, "metadata": self.metadata}
         if self.aligned is not None:
             out["cosine"] = round(float(self.cosine), 6)
             out["aligned"] = round(float(self.aligned), 6)
         if self.density is not None:
             out["density"] = round(float(self.density), 6)
-        if self.cells is not None:
-            out["cells"] = round(float(self.cells), 6)
         if self.side:
             out["side"] = self.side
         if self.inliers is not None:
@@ -78,13 +73,17 @@ class Match:
 
 @dataclass
 class QueryResult:
+    """What a search answers: the best catalogue entries first, the photo's quality warnings, and a decision on
+    the first once the catalogue is calibrated."""
+
     query: str
-    results: list[Match]
+    matches: list[Match]
     warnings: list[str] = field(default_factory=list)
     decision: str | None = None  # "match" | "no_match" once the catalogue is calibrated
 
-    def to_json(self) -> dict:
-        out = {"query": self.query, "results": [m.to_json() for m in self.results]}
+    def to_dict(self) -> dict:
+        """The result as one line of ``search --json`` (and the web app's ``/api/identify``) gives it."""
+        out = {"query": self.query, "results": [m.to_dict() for m in self.matches]}
         if self.decision is not None:
             out["decision"] = self.decision
         if self.warnings:
@@ -109,12 +108,10 @@ class Searcher:
 
     ``align``: score the shortlist angle by angle too, where the model and the catalogue allow it (see the
     module's docstring); ``aligned`` says whether they do, and ``notes`` why not when the model could.
-    ``density``: take half of each shortlisted entry's local density off its score.
-    ``cells``: add the cell score to the shortlist's, where the model and the catalogue allow it; ``celled`` says
-    whether they do."""
+    ``density``: take half of each shortlisted entry's local density off its score."""
 
     def __init__(self, catalogue: str | Path | Catalogue, backend: str = "onnx", embedder: Embedder | None = None,
-                 align: bool = True, density: bool = True, cells: bool = True):
+                 align: bool = True, density: bool = True):
         self.catalogue = catalogue if isinstance(catalogue, Catalogue) else Catalogue.open(catalogue)
         if embedder is None:
             cat = self.catalogue
@@ -127,12 +124,8 @@ class Searcher:
         self.notes: list[str] = []
         self.aligned = bool(align and embedder.angles and self.catalogue.has_angles())
         self.density = bool(density)
-        model_cells = bool(getattr(embedder, "cells", 0))
-        self.celled = bool(cells and model_cells and self.catalogue.has_cells())
-        if cells and model_cells and not self.celled and len(self.catalogue):
-            self.notes.append(f"{self.catalogue.root}: no cell descriptors stored (a catalogue built before they were "
-                              f"kept), so candidates are not compared cell by cell; rebuild the catalogue to do so")
         self._densities: dict[int, float] = {}  # image row -> local density, as scored by this searcher
+        self.faces_per_entry = self.catalogue.max_faces()
         if align and embedder.angles and not self.aligned and len(self.catalogue):
             self.notes.append(f"{self.catalogue.root}: no angle vectors stored (a catalogue built before they were "
                               f"kept), so candidates are ranked by the pooled cosine alone; rebuild the catalogue "
@@ -149,15 +142,14 @@ class Searcher:
 
     @property
     def scoring(self) -> str:
-        """The embedding's score: "aligned" ((cosine + aligned) / 2 on the shortlist) or "cosine", with "-cells"
-        when the cell score is added and "-density" when half the local density is taken off."""
-        return (("aligned" if self.aligned else "cosine") + ("-cells" if self.celled else "")
-                + ("-density" if self.density else ""))
+        """The embedding's score: "aligned" ((cosine + aligned) / 2 on the shortlist) or "cosine", with "-density"
+        when half the local density is taken off."""
+        return ("aligned" if self.aligned else "cosine") + ("-density" if self.density else "")
 
     @property
     def rescores(self) -> bool:
-        """Whether the shortlist is scored again (aligned, cells added, or less its density)."""
-        return self.aligned or self.celled or self.density
+        """Whether the shortlist is scored again (aligned, or less its density)."""
+        return self.aligned or self.density
 
     @property
     def calibration_applies(self) -> bool:
@@ -169,20 +161,16 @@ class Searcher:
         self.catalogue.close()
 
     def candidates(self, vectors: np.ndarray, top_k: int) -> list[list[tuple[str, float, int]]]:
-        """Top entries per query vector; looks deeper than k images so k distinct entries come back."""
-        faces = max(1, len(self.catalogue) // max(1, self.catalogue.n_entries()))
-        scores, rows = self.catalogue.search(vectors, top_k * faces + 4)
+        """Top entries per query vector: the nearest ``top_k`` times the most images an entry has, so that
+        ``top_k`` distinct entries come back (or every entry, where there are fewer)."""
+        scores, rows = self.catalogue.search(vectors, top_k * self.faces_per_entry)
         return [group_by_entry(s, r, self.row_entry)[:top_k] for s, r in zip(scores, rows)]
 
-    def embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Vectors, angle vectors when this searcher aligns and cell descriptors when it adds cells (else None,
-        and they are not computed)."""
-        if self.celled:
-            vectors, angles, cells = self.embedder.embed_with_cells(crops)
-            return vectors, angles if self.aligned else None, cells
+    def embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors, and angle vectors when this searcher aligns (else None, and they are not computed)."""
         if self.aligned:
-            return (*self.embedder.embed_with_angles(crops), None)
-        return self.embedder.embed(crops), None, None
+            return self.embedder.embed_with_angles(crops)
+        return self.embedder.embed(crops), None
 
     def aligned_scores(self, angles: np.ndarray, rows: list[int]) -> np.ndarray:
         """The aligned cosine of one query's angle vectors (A x d) against these catalogue images'."""
@@ -194,41 +182,22 @@ class Searcher:
                                  f"gives {len(angles)}: the catalogue is inconsistent; rebuild it")
         return cyclic_similarity(angles[None], stored)[0]
 
-    def cell_scores(self, cells: np.ndarray, rows: list[int]) -> np.ndarray:
-        """The cell score of one query's cell descriptors (A x K d, at each angle) against these catalogue images'."""
-        if not rows:
-            return np.zeros(0)
-        stored = self.catalogue.cell_descriptors(rows)
-        if stored.shape[1] != cells.shape[1]:
-            raise CatalogueError(f"{self.catalogue.root}: images hold cell descriptors of {stored.shape[1]} values, the "
-                                 f"model gives {cells.shape[1]}: the catalogue is inconsistent; rebuild it")
-        return cell_similarity(cells[None], stored)[0]
-
-    def rescore(self, matches: list[Match], angles: np.ndarray | None, cells: np.ndarray | None = None
-                ) -> list[Match]:
+    def rescore(self, matches: list[Match], angles: np.ndarray | None) -> list[Match]:
         """Candidates scored again, best first: by (cosine + aligned cosine) / 2 where this searcher aligns
-        (``angles``: the query's), plus their cell score where it adds cells (``cells``: the query's), and less
-        half their local density where it takes density off."""
+        (``angles``: the query's), and less half their local density where it takes density off."""
         if self.aligned:
             for m, a in zip(matches, self.aligned_scores(angles, [m.row for m in matches])):
                 m.cosine, m.aligned = m.score, float(a)
                 m.score = aligned_score(m.cosine, m.aligned)
-        if self.celled:
-            for m, c in zip(matches, self.cell_scores(cells, [m.row for m in matches])):
-                m.cells = float(c)
-                m.score += CELL_WEIGHT * m.cells
         if self.density:
             for m, d in zip(matches, self.densities([m.row for m in matches])):
                 m.density = float(d)
                 m.score -= DENSITY_WEIGHT * m.density
         return sorted(matches, key=lambda m: -m.score)
 
-    def score_one(self, cosine: float, angles: np.ndarray | None, row: int, cells: np.ndarray | None = None
-                  ) -> float:
+    def score_one(self, cosine: float, angles: np.ndarray | None, row: int) -> float:
         """One catalogue image's score as :meth:`rescore` gives it, from its cosine."""
         score = aligned_score(cosine, float(self.aligned_scores(angles, [row])[0])) if self.aligned else cosine
-        if self.celled:
-            score += CELL_WEIGHT * float(self.cell_scores(cells, [row])[0])
         return score - DENSITY_WEIGHT * float(self.densities([row])[0]) if self.density else score
 
     def densities(self, rows: list[int]) -> np.ndarray:
@@ -262,15 +231,14 @@ class Searcher:
                         candidates: int = 20) -> list[QueryResult]:
         if not prepared:
             return []
-        vectors, angles, cells = self.embed([p.crop for p in prepared])
+        vectors, angles = self.embed([p.crop for p in prepared])
         depth = max(top_k, candidates) if verify or self.rescores else top_k
         out = []
         for i, (p, ranked) in enumerate(zip(prepared, self.candidates(vectors, depth))):
             warnings = p.notes + quality_warnings(p.crop, 2 * p.location.circle.r)
             matches = self.matches_for(ranked)
             if self.rescores:
-                matches = self.rescore(matches, None if angles is None else angles[i],
-                                       None if cells is None else cells[i])
+                matches = self.rescore(matches, None if angles is None else angles[i])
             if verify:
                 matches = self.verify(p, matches)
             result = QueryResult(p.source, matches[:top_k], warnings)
@@ -291,7 +259,7 @@ class Searcher:
         if len(faces) == 1:
             return self.search_prepared(list(faces.values()), top_k, verify, candidates)[0]
         sides = list(faces)
-        vectors, angles, cells = self.embed([faces[s].crop for s in sides])
+        vectors, angles = self.embed([faces[s].crop for s in sides])
         depth = 2 * max(top_k, candidates)
         pool = {eid for ranked in self.candidates(vectors, depth) for eid, _, _ in ranked}
         scored = []
@@ -303,8 +271,7 @@ class Searcher:
                 same = [i for i, (_, s) in enumerate(rows) if s == side]
                 options = same or [i for i, (_, s) in enumerate(rows) if s is None] or list(range(len(rows)))
                 best = max(options, key=lambda i: float(vecs[i] @ vec))
-                score = self.score_one(float(vecs[best] @ vec), None if angles is None else angles[k], rows[best][0],
-                                       None if cells is None else cells[k])
+                score = self.score_one(float(vecs[best] @ vec), None if angles is None else angles[k], rows[best][0])
                 per_face.append((side, score, rows[best][0]))
             scored.append((eid, float(np.mean([sc for _, sc, _ in per_face])), per_face))
         scored.sort(key=lambda t: -t[1])
@@ -351,9 +318,9 @@ class Searcher:
         """match / no_match by the threshold calibrated for the way the query was scored, if any."""
         if not self.calibration or not self.calibration_applies:
             return None
-        if not result.results:
+        if not result.matches:
             return "no_match"
-        top = result.results[0]
+        top = result.matches[0]
         verified = top.verified_score is not None
         threshold = self.calibration.get("verified_threshold" if verified else "embedding_threshold")
         if threshold is None:

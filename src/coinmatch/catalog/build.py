@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,21 +19,20 @@ from coinmatch.models.modelfile import BUILTIN_PREFIX, load_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import PreparedCoin, prepare_photo
 from coinmatch.quality import quality_warnings
+from coinmatch.verify import extract_features_blob
 
 log = logging.getLogger(__name__)
 THUMB_SIDE = 160
 CHUNK = 256  # faces prepared and embedded at a time, so memory stays flat for large manifests
-
-#: optional hook computing local features for verification: crop -> (method, keypoints, descriptors)
-FeatureFn = Callable[[np.ndarray], tuple[str, bytes, bytes]]
-
 
 def thumbnail(crop: np.ndarray) -> np.ndarray:
     return cv2.resize(crop, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
 
 
 def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progress: bool,
-                features: FeatureFn | None) -> tuple[dict[str, dict], list[NewImage], list[str]]:
+                features: bool) -> tuple[dict[str, dict], list[NewImage], list[str]]:
+    """Each face of the entries found, embedded (with its angle vectors), thumbnailed and, with ``features``,
+    its local features extracted for verification."""
     faces = [(e, f) for e in entries for f in e.faces]
     kept_entries: dict[str, dict] = {}
     out: list[NewImage] = []
@@ -51,16 +49,15 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
                     raise
                 skipped.append(str(exc))
                 log.warning("skipped: %s", exc)
-        vectors, angles, cells = embedder.embed_with_cells([p.crop for _, _, p in prepared])
+        vectors, angles = embedder.embed_with_angles([p.crop for _, _, p in prepared])
         for i, ((entry, face, p), vec) in enumerate(zip(prepared, vectors)):
             kept_entries.setdefault(entry.id, entry.metadata)
             c = p.location.circle
             out.append(NewImage(entry.id, face.side, str(face.path), face.relpath, vec, thumbnail(p.crop),
                                 p.location.found, (c.x, c.y, c.r),
                                 p.notes + quality_warnings(p.crop, 2 * c.r),
-                                features(p.crop) if features else None,
-                                None if angles is None else angles[i].astype(np.float16),
-                                None if cells is None else cells[i, 0].astype(np.float16)))  # as the coin lies
+                                extract_features_blob(p.crop) if features else None,
+                                None if angles is None else angles[i].astype(np.float16)))
         bar.update(len(chunk))
     bar.close()
     return kept_entries, out, skipped
@@ -68,8 +65,9 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
 
 def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = None, backend: str = "onnx",
                     skip_bad: bool = False, progress: bool = True, index_factory: str = "Flat",
-                    features: FeatureFn | None = None) -> dict:
-    """Build a catalogue from a manifest in a temporary folder, then move it into place atomically."""
+                    features: bool = True) -> dict:
+    """Build a catalogue from a manifest in a temporary folder, then move it into place (see
+    :func:`coinmatch.catalog.store.replace_folder`). ``features``: store local features for verification."""
     root = Path(root)
     if root.exists() and not is_catalogue(root) and root.is_dir() and any(root.iterdir()):
         raise CatalogueError(f"{root}: folder exists and is not a catalogue; refusing to overwrite it")
@@ -97,9 +95,11 @@ def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = 
 
 
 def add_to_catalogue(root: str | Path, manifest: str | Path, backend: str = "onnx", skip_bad: bool = False,
-                     progress: bool = True, model: str | None = None, features: FeatureFn | None = None) -> dict:
-    """Append a manifest's entries to a catalogue, embedding only the new images."""
+                     progress: bool = True, model: str | None = None) -> dict:
+    """Append a manifest's entries to a catalogue, embedding only the new images; with local features where the
+    catalogue keeps them (every catalogue built with features, and an empty one)."""
     with Catalogue.open(root) as cat:
+        features = len(cat) == 0 or cat.info()["verification_features"] > 0
         loaded = load_model(model or cat.model_source)
         cat.check_model(loaded.fingerprint, loaded.source)
         entries = read_manifest(manifest)

@@ -12,6 +12,7 @@ Every other column is metadata and is kept as text. Errors name the file and the
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,8 +59,11 @@ def require_column(path: str | Path, column: str, option: str) -> None:
         raise ManifestError(f"{path}: no {column!r} column for {option}; the columns are {', '.join(columns)}")
 
 
-def read_manifest(path: str | Path, id_column: str | None = None, check_files: bool = True) -> list[Entry]:
-    """Read a manifest into entries (one per physical coin)."""
+def read_manifest(path: str | Path, id_column: str | None = None, check_files: bool = True,
+                  per_row: bool = False) -> list[Entry]:
+    """Read a manifest into entries (one per physical coin; rows that share an id are its faces). ``per_row``:
+    one entry per row, whatever its id (a query manifest, where several photos may show one coin). Errors name
+    the line a row starts on in the file, blank lines and quoted line breaks counted."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
@@ -71,14 +75,13 @@ def read_manifest(path: str | Path, id_column: str | None = None, check_files: b
         raise ManifestError(f"{path}: cannot be read ({exc.strerror})") from exc
     if "\x00" in text:
         raise ManifestError(f"{path}: not a CSV file (binary data)")
-    reader = csv.DictReader(text.splitlines(), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        columns = [c.strip() for c in (reader.fieldnames or [])]
+        columns = [c.strip() for c in next(reader, [])]
     except csv.Error as exc:
         raise ManifestError(f"{path}: malformed CSV header ({exc})") from exc
-    if not columns:
+    if not any(columns):
         raise ManifestError(f"{path}: empty manifest (no header line)")
-    reader.fieldnames = columns
     image_cols = [c for c in ("obverse", "reverse") if c in columns]
     if "image" not in columns and not image_cols:
         raise ManifestError(f"{path}: no 'image' column (nor 'obverse'/'reverse'); the columns are {', '.join(columns)}")
@@ -89,16 +92,18 @@ def read_manifest(path: str | Path, id_column: str | None = None, check_files: b
         id_col = "coin_id" if "coin_id" in columns else None
     base = path.parent.resolve()
     entries: dict[str, Entry] = {}
+    lineno = reader.line_num + 1  # the line the next row starts on
     try:
-        for lineno, row in enumerate(reader, start=2):
+        for fields in reader:
             where = f"{path}, line {lineno}"
-            if None in row:
+            lineno = reader.line_num + 1
+            if not any(f.strip() for f in fields):
+                continue  # a blank line, or a row of empty fields
+            if len(fields) > len(columns):
                 raise ManifestError(f"{where}: more fields than the header has columns")
-            if any(v is None for v in row.values()):
+            if len(fields) < len(columns):
                 raise ManifestError(f"{where}: fewer fields than the header has columns")
-            row = {k: (v or "").strip() for k, v in row.items()}
-            if not any(row.values()):
-                continue
+            row = {k: v.strip() for k, v in zip(columns, fields)}
             faces = []
             if "image" in columns and row["image"]:
                 faces.append((normalise_side(row.get("side"), where), row["image"]))
@@ -109,6 +114,7 @@ def read_manifest(path: str | Path, id_column: str | None = None, check_files: b
                 raise ManifestError(f"{where}: no image path")
             first_rel = faces[0][1]
             entry_id = row[id_col] if id_col and row.get(id_col) else Path(first_rel).with_suffix("").as_posix()
+            key = where if per_row else entry_id
             metadata = {k: v for k, v in row.items() if k not in RESERVED and k != id_col}
             resolved = []
             for side, rel in faces:
@@ -116,8 +122,8 @@ def read_manifest(path: str | Path, id_column: str | None = None, check_files: b
                 if check_files and not p.is_file():
                     raise ManifestError(f"{where}: image {rel!r} not found ({p})")
                 resolved.append(Face(side, p, rel))
-            if entry_id in entries:
-                entry = entries[entry_id]
+            if key in entries:
+                entry = entries[key]
                 sides = {f.side for f in entry.faces}
                 if any(f.side is None or f.side in sides for f in resolved):
                     raise ManifestError(f"{where}: id {entry_id!r} appears twice (rows sharing an id need a "
@@ -126,9 +132,9 @@ def read_manifest(path: str | Path, id_column: str | None = None, check_files: b
                 for k, v in metadata.items():
                     entry.metadata.setdefault(k, v)
             else:
-                entries[entry_id] = Entry(entry_id, resolved, metadata)
+                entries[key] = Entry(entry_id, resolved, metadata)
     except csv.Error as exc:
-        raise ManifestError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
+        raise ManifestError(f"{path}, line {lineno}: malformed CSV ({exc})") from exc
     if not entries:
         raise ManifestError(f"{path}: no rows")
     return list(entries.values())

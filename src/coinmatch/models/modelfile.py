@@ -33,14 +33,8 @@ class ModelConfig:
     image_size: int = 224
     grey: bool = False  # colour-blind input (see models/network.py)
     rotations: int = 1  # rotation pooling over this many angles
-    stages: int = 1  # pool the backbone's last this many feature maps
-    rings: bool = False  # pool each map over concentric rings as well as whole
-    disc: bool = False  # pool the coin's disc only, not the crop's corners
-    mask: bool = False  # the backbone sees the coin's disc only, mid-grey around it
-    contrast: bool = False  # local contrast normalisation of the input
+    rings: bool = False  # pool the map over concentric rings as well as whole
     whiten_dim: int | None = None  # learned whitening to this many dimensions
-    cells: int = 0  # cell descriptors of this many dimensions a cell beside the vector (0: none)
-    cell_map: int = 0  # which of the backbone's last feature maps the cells come from (0: its own, BackboneSpec)
     trained: bool = False
     info: dict = field(default_factory=dict)  # training provenance: data, loss, epochs...
 
@@ -50,8 +44,10 @@ class ModelConfig:
         return cls(**known)
 
 
-INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "stages": 1, "rings": False, "whiten_dim": None,
-                      "contrast": False, "disc": False, "mask": False, "cells": 0, "cell_map": 0}
+INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "rings": False, "whiten_dim": None}
+# options that earlier versions had, measured and not adopted (docs/research.md): a model file that holds them at
+# these values (off) loads as before; one that used them is refused by name
+RETIRED_OPTIONS = {"stages": 1, "disc": False, "mask": False, "contrast": False, "cells": 0, "cell_map": 0}
 
 
 @dataclass
@@ -82,9 +78,7 @@ def fingerprint_of(network: torch.nn.Module, config: ModelConfig) -> str:
 
 def build_network(config: ModelConfig, weights: str | None = None) -> CoinEmbedder:
     return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p,
-                        grey=config.grey, rotations=config.rotations, stages=config.stages,
-                        whiten_dim=config.whiten_dim, rings=config.rings, contrast=config.contrast,
-                        disc=config.disc, mask=config.mask, cells=config.cells, cell_map=config.cell_map)
+                        grey=config.grey, rotations=config.rotations, whiten_dim=config.whiten_dim, rings=config.rings)
 
 
 def builtin_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> LoadedModel:
@@ -127,6 +121,11 @@ def load_model(source: str | Path | None = None) -> LoadedModel:
     if payload.get("version", 0) > FORMAT_VERSION:
         raise ModelError(f"{source}: made by a newer coinmatch (model format {payload['version']})")
     raw = json.loads(payload["config"])
+    retired = sorted(k for k, off in RETIRED_OPTIONS.items() if k in raw and raw[k] != off)
+    if retired:
+        raise ModelError(f"{source}: made with option{'s' * (len(retired) > 1)} {', '.join(retired)}, which this "
+                         f"coinmatch no longer has (measured and not adopted: docs/research.md); retrain without it")
+    raw = {k: v for k, v in raw.items() if k not in RETIRED_OPTIONS}
     unknown = sorted(set(raw) - set(ModelConfig.__dataclass_fields__))
     if unknown:  # an option this version does not have would be dropped, and the vectors would differ
         raise ModelError(f"{source}: made by a newer coinmatch (options unknown here: {', '.join(unknown)})")

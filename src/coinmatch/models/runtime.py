@@ -2,12 +2,16 @@
 
 :class:`Embedder` turns square coin crops (uint8 RGB) into L2-normalised vectors, in batches. A model that
 pools over several angles (``rotations`` > 1) also gives, from the same pass, one vector per angle
-(:meth:`Embedder.embed_with_angles`): the ONNX export has a second output, ``angles``. A model with cell
-descriptors (``cells``) gives them too (:meth:`Embedder.embed_with_cells`), a third output, ``cells``.
+(:meth:`Embedder.embed_with_angles`): the ONNX export has a second output, ``angles``.
+
+An export is cached under the model's fingerprint *and* the code that builds the network (``code_version``):
+a change to the network's code makes a new export rather than reusing a stale one.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import warnings
@@ -62,25 +66,39 @@ def has_angles(rotations: int) -> bool:
     return int(rotations) > 1
 
 
-def onnx_path(backbone: str, fingerprint: str, angles: bool = False, cells: bool = False) -> Path:
-    return cache_dir() / f"{backbone}-{fingerprint}{'-angles' if angles else ''}{'-cells' if cells else ''}.onnx"
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of what an ONNX export depends on besides the weights: the network's and the backbones' code, this
+    module (the export), and the versions of torch and timm that traced it."""
+    from importlib.metadata import version
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in ("network.py", "backbones.py", "runtime.py"):
+        h.update((here / name).read_bytes())
+    for package in ("torch", "timm"):
+        h.update(version(package).encode())
+    return h.hexdigest()[:8]
+
+
+def onnx_path(backbone: str, fingerprint: str, angles: bool = False) -> Path:
+    """Where the export of this model (and this code: :func:`code_version`) is cached."""
+    return cache_dir() / f"{backbone}-{fingerprint}-{code_version()}{'-angles' if angles else ''}.onnx"
 
 
 def export_onnx(model: "LoadedModel", path: Path) -> Path:
     """Export the network with a dynamic batch axis and check it equals torch within 1e-4 (every output: the
-    vector, and the angle vectors and cell descriptors of a model that has them)."""
+    vector, and the angle vectors of a model that has them)."""
     import onnxruntime as ort
     import torch
 
-    from coinmatch.models.network import WithAngles, WithCells
+    from coinmatch.models.network import WithAngles
 
     size = model.config.image_size
     net = model.network.eval().cpu()
-    cells = bool(model.config.cells)
-    angles = has_angles(model.config.rotations) or cells
-    # eval: the exporter restores the mode it finds
-    module = WithCells(net).eval() if cells else WithAngles(net).eval() if angles else net
-    outputs = ["embedding", "angles", "cells"][:3 if cells else 2 if angles else 1]
+    angles = has_angles(model.config.rotations)
+    module = WithAngles(net).eval() if angles else net  # eval: the exporter restores the mode it finds
+    outputs = ["embedding", "angles"][:2 if angles else 1]
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with replaced(path) as tmp:  # checked before it takes the shared name
         with torch.no_grad(), warnings.catch_warnings():
@@ -137,7 +155,6 @@ class Embedder:
         self.size = self.model.config.image_size
         self.dim = self.model.dim
         self.rotations = int(self.model.config.rotations)
-        self.cells = int(self.model.config.cells)
         self.fingerprint = self.model.fingerprint
         self.source = self.model.source
         if backend == "onnx" and gpu and not onnx_has_cuda():
@@ -146,8 +163,7 @@ class Embedder:
         self._session = None
         if backend == "onnx":
             try:
-                path = onnx_file or onnx_path(self.model.config.backbone, self.fingerprint,
-                                              has_angles(self.rotations), bool(self.cells))
+                path = onnx_file or onnx_path(self.model.config.backbone, self.fingerprint, has_angles(self.rotations))
                 if onnx_file or not path.exists():
                     export_onnx(self.model, path)
                 self._session = onnx_session(path, self.device)
@@ -161,12 +177,11 @@ class Embedder:
     def for_catalogue(cls, source: str, config: dict, fingerprint: str, dim: int, backend: str = "onnx",
                       device: str | None = None) -> "Embedder":
         """The embedder of a catalogue's model; straight from its ONNX export when there is one (no torch)."""
-        rotations, cells = int(config.get("rotations", 1)), int(config.get("cells", 0))
-        path = onnx_path(config["backbone"], fingerprint, has_angles(rotations), bool(cells))
+        rotations = int(config.get("rotations", 1))
+        path = onnx_path(config["backbone"], fingerprint, has_angles(rotations))
         if backend == "onnx" and path.exists() and device in (None, "cpu"):
             obj = cls.__new__(cls)
             obj.model, obj.size, obj.dim, obj.rotations = None, int(config["image_size"]), int(dim), rotations
-            obj.cells = cells
             obj.batch_size = batch_size_for(rotations)
             obj.fingerprint, obj.source, obj.device, obj.backend = fingerprint, source, "cpu", "onnx"
             obj._session = onnx_session(path, "cpu")
@@ -180,63 +195,43 @@ class Embedder:
         """Whether this model gives angle vectors (:meth:`embed_with_angles`)."""
         return has_angles(self.rotations)
 
-    def embed_batch(self, crops: list[np.ndarray], angles: bool = False, cells: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Vectors (N x dim); when asked of a model of several angles, angle vectors (N x rotations x dim); when
-        asked of a model with them, cell descriptors (N x rotations x K d). What is not asked is None (and not
-        computed by torch)."""
+    def embed_batch(self, crops: list[np.ndarray], angles: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectors (N x dim) and, when asked of a model of several angles, angle vectors (N x rotations x dim;
+        else None, and not computed by torch)."""
         batch = to_batch(crops, self.size)
         angles = angles and self.angles
-        cells = cells and bool(self.cells)
         if self._session is not None:
-            names = ["embedding"] + (["angles"] if angles else []) + (["cells"] if cells else [])
-            out = dict(zip(names, self._session.run(names, {"pixels": batch})))
-            return out["embedding"], out.get("angles"), out.get("cells")
+            names = ["embedding"] + (["angles"] if angles else [])
+            out = self._session.run(names, {"pixels": batch})
+            return out[0], out[1] if angles else None
         import torch
 
         with torch.no_grad():
             x = torch.from_numpy(batch).to(self.device)
             net = self.model.network
-            if cells:
-                vectors, per_angle, cell = net.forward_with_cells(x)
-                return (vectors.float().cpu().numpy(), per_angle.float().cpu().numpy() if angles else None,
-                        cell.float().cpu().numpy())
             if not angles:
-                return net(x).float().cpu().numpy(), None, None
+                return net(x).float().cpu().numpy(), None
             vectors, per_angle = net.forward_with_angles(x)
-            return vectors.float().cpu().numpy(), per_angle.float().cpu().numpy(), None
+            return vectors.float().cpu().numpy(), per_angle.float().cpu().numpy()
 
-    def _embed(self, crops: list[np.ndarray], progress: bool, angles: bool, cells: bool = False
-               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def _embed(self, crops: list[np.ndarray], progress: bool, angles: bool) -> tuple[np.ndarray, np.ndarray | None]:
         from tqdm import tqdm
 
         out = np.zeros((len(crops), self.dim), np.float32)
         angles = angles and self.angles
-        cells = cells and bool(self.cells)
         per_angle = np.zeros((len(crops), self.rotations, self.dim), np.float32) if angles else None
-        cell = None
         starts = range(0, len(crops), self.batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress or len(starts) < 2):
             stop = start + self.batch_size
-            out[start:stop], a, c = self.embed_batch(crops[start:stop], angles, cells)
+            out[start:stop], a = self.embed_batch(crops[start:stop], angles)
             if angles:
                 per_angle[start:stop] = a
-            if cells:
-                if cell is None:
-                    cell = np.zeros((len(crops), *c.shape[1:]), np.float32)
-                cell[start:stop] = c
-        return out, per_angle, cell
-
-    def embed_with_cells(self, crops: list[np.ndarray], progress: bool = False
-                         ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Vectors, angle vectors (a model of several angles, else None) and cell descriptors (a model with
-        them, else None), from one pass in batches."""
-        return self._embed(crops, progress, angles=True, cells=True)
+        return out, per_angle
 
     def embed_with_angles(self, crops: list[np.ndarray], progress: bool = False
                           ) -> tuple[np.ndarray, np.ndarray | None]:
         """Vectors and, for a model of several angles, angle vectors (else None), from one pass in batches."""
-        return self._embed(crops, progress, angles=True)[:2]
+        return self._embed(crops, progress, angles=True)
 
     def embed(self, crops: list[np.ndarray], progress: bool = False) -> np.ndarray:
         """Vectors only (the angle vectors are neither computed by torch nor kept)."""

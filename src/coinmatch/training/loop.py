@@ -5,22 +5,20 @@ Every epoch: train on augmented views, validate on held-out coins, append to his
 first epoch the starting network is scored too (epoch 0) and written as the model to beat. Stops
 early after ``patience`` epochs without improvement, or when ``max_minutes`` is spent.
 
-``init``: start from a model file (say a whitened one) instead of the ImageNet backbone and a fresh
-head; its backbone, size, invariances and head come with it. ``keep``: the weight of a term that
-holds the network's embeddings of each batch close to those of the network it started from
-(learning without forgetting, Li & Hoiem 2016), so fine-tuning adds invariance without losing what
-the starting network told apart.
+With no options, :class:`TrainConfig` is the *recipe*, the model that measured best on real photos: a
+learned whitening (closed form, no back-propagation: :mod:`coinmatch.training.whitening`) of grey ImageNet
+features pooled over 16 angles and three rings, fitted on two augmented views of each coin, 512 dimensions at
+224 px. The gradient losses (triplet, ArcFace) are there with ``loss=``; they measured below it.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -31,42 +29,39 @@ from tqdm import tqdm
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest, require_column
 from coinmatch.files import replaced
-from coinmatch.models.backbones import ModelError, get_spec
-from coinmatch.models.modelfile import ModelConfig, build_network, load_model, save_model
+from coinmatch.models.backbones import get_spec
+from coinmatch.models.modelfile import ModelConfig, build_network, save_model
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.prepare import prepare_photo
 from coinmatch.training.cache import TrainingCache, cache_size, load_cache
 from coinmatch.training.data import make_loader
 from coinmatch.training.losses import LOSSES, build_loss, imprint
-from coinmatch.training.mining import mine_pairs, same_coin_labels
 from coinmatch.training.validate import RealPairs, embed_arrays, fixed_views, onnx_embed, validate
 from coinmatch.training.whitening import fit_whitening
 
 log = logging.getLogger(__name__)
 
 
+# each loss's own embedding size and input size, where the caller gives none: the whitening's are the recipe's
+LOSS_SIZES = {"whitening": (512, 224), "triplet": (128, 128), "arcface": (128, 128), "subcenter-arcface": (128, 128)}
+
+
 @dataclass
 class TrainConfig:
+    """A training run. The defaults are the recipe (see the module's docstring)."""
+
     manifests: list[str]
     out: str
-    loss: str = "triplet"
+    loss: str = "whitening"
     backbone: str = "efficientnet_lite0"
     weights: str | None = None  # backbone weights: None = packaged ImageNet, a path, "hub" or "random"
-    dim: int = 128  # the head's size; for whitening, the whitened size
-    image_size: int = 128
-    grey: bool = False  # colour-blind network (see models/network.py)
-    rotations: int = 1  # rotation pooling at inference (training passes see one angle: augmentation rotates)
-    stages: int = 1  # pool the backbone's last this many feature maps (see models/network.py)
-    rings: bool = False  # pool each map over concentric rings as well as whole (see models/network.py)
-    disc: bool = False  # pool the coin's disc only, not the crop's corners (see models/network.py)
-    mask: bool = False  # the backbone sees the coin's disc only (see models/network.py)
-    contrast: bool = False  # local contrast normalisation of the input (see models/network.py)
+    dim: int | None = None  # the head's size; for whitening, the whitened size (None: LOSS_SIZES)
+    image_size: int | None = None  # None: LOSS_SIZES
+    grey: bool = True  # colour-blind network (see models/network.py)
+    rotations: int = 16  # rotation pooling at inference (training passes see one angle: augmentation rotates)
+    rings: bool = True  # pool the map over concentric rings as well as whole (see models/network.py)
     shrinkage: float = 0.1  # whitening only: pair covariance shrunk towards the identity
-    whitening_views: int = 1  # whitening only: augmented views paired with each coin
-    cells: int = 0  # whitening only: cell descriptors of this many dimensions a cell (see models/network.py)
-    cell_map: int = 0  # with cells: which of the backbone's last feature maps they come from (0: the backbone's own)
-    mine_pairs: bool = False  # add the same-coin photo pairs found by verification (mining.py): to the whitening's
-    # pairs, or for a gradient loss as one class per coin, its views drawn from both photos
+    whitening_views: int = 2  # whitening only: augmented views paired with each coin
     epochs: int = 12
     batch_size: int = 48
     views: int = 2
@@ -89,17 +84,18 @@ class TrainConfig:
     disk_cache: bool = True  # keep the prepared images on disk for the next run (training/cache.py)
     max_minutes: float | None = None
     resume: bool = False
-    init: str | None = None  # a model file to start from (its backbone, size, invariances and head)
-    keep: float = 0.0  # weight of the pull towards the starting network's embeddings (0: none)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        dim, size = LOSS_SIZES.get(self.loss, LOSS_SIZES["triplet"])
+        self.dim = dim if self.dim is None else self.dim
+        self.image_size = size if self.image_size is None else self.image_size
 
     def model_config(self, **overrides) -> ModelConfig:
         """The model file's config of these options (backbone, size, invariances, head size)."""
         return ModelConfig(**{"backbone": self.backbone, "dim": self.dim, "pooling": "gem",
                               "image_size": self.image_size, "grey": self.grey, "rotations": self.rotations,
-                              "stages": self.stages, "rings": self.rings, "disc": self.disc, "mask": self.mask,
-                              "contrast": self.contrast, "cells": self.cells, "cell_map": self.cell_map,
-                              **overrides})
+                              "rings": self.rings, **overrides})
 
     @property
     def work_dir(self) -> Path:
@@ -165,24 +161,6 @@ def split_validation(cache: TrainingCache, fraction: float, max_n: int, seed: in
     return train_cache, cache.subset(val)
 
 
-def form_of(start, cfg: TrainConfig) -> dict:
-    """The options a model file to fine-tune (``--init``) fixes: its backbone, size and invariances. An option
-    set away from its default to something else is refused, not silently overridden."""
-    c = start.config
-    fixed = {"backbone": c.backbone, "image_size": c.image_size, "grey": c.grey, "rotations": c.rotations,
-             "stages": c.stages, "rings": c.rings, "disc": c.disc, "mask": c.mask,
-             "contrast": c.contrast, "dim": start.dim, "weights": None}
-    default = TrainConfig(manifests=[], out="")
-    clash = [f"--{k.replace('_', '-')}" + ("" if getattr(cfg, k) is True else f" {getattr(cfg, k)}")
-             for k, v in fixed.items() if getattr(cfg, k) not in (v, getattr(default, k))]
-    if clash:
-        raise CoinmatchError(f"{cfg.init}: {', '.join(clash)} cannot be set when fine-tuning this model file, "
-                             f"whose backbone, size and invariances come with it (image size {c.image_size}, "
-                             f"grey {c.grey}, rotations {c.rotations}, stages {c.stages}, rings {c.rings}, "
-                             f"disc {c.disc}, mask {c.mask}, contrast {c.contrast}, {start.dim}-d); leave them out")
-    return fixed
-
-
 MINING = ("semihard", "hard", "all", "easy")  # TripletMarginMiner's type_of_triplets
 
 
@@ -196,27 +174,12 @@ def check_options(cfg: TrainConfig) -> None:
     if cfg.weights not in (None, "hub", "random") and not Path(cfg.weights).is_file():
         raise CoinmatchError(f"{cfg.weights}: weights file not found")
     at_least = {"--epochs": (cfg.epochs, 0), "--batch-size": (cfg.batch_size, 2), "--dim": (cfg.dim, 1),
-                "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1), "--stages": (cfg.stages, 1),
-                "--freeze-blocks": (cfg.freeze_blocks, 0), "--keep": (cfg.keep, 0),
-                "--whitening-views": (cfg.whitening_views, 1), "--workers": (cfg.workers, 0), "--cells": (cfg.cells, 0),
-                "--cell-map": (cfg.cell_map, 0), "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
+                "--image-size": (cfg.image_size, 32), "--rotations": (cfg.rotations, 1),
+                "--freeze-blocks": (cfg.freeze_blocks, 0), "--whitening-views": (cfg.whitening_views, 1),
+                "--workers": (cfg.workers, 0), "--limit": (1 if cfg.limit is None else cfg.limit, 1)}
     for name, (value, least) in at_least.items():
         if value < least:
             raise CoinmatchError(f"{name} must be {least} or more, not {value}")
-    if cfg.cells:
-        if cfg.loss != "whitening":
-            raise CoinmatchError(f"--cells is fitted in closed form beside the whitening: use it with --loss whitening, "
-                                 f"not {cfg.loss}")
-        net = build_network(cfg.model_config(dim=None, cells=0), weights="random")  # its map: --cell-map or its own
-        try:
-            width = net.map_widths(net.cell_map)[0]
-        except ModelError as e:
-            raise CoinmatchError(f"--cell-map {net.cell_map}: {e}") from e
-        if cfg.cells > width:
-            raise CoinmatchError(f"--cells {cfg.cells}: {cfg.backbone}'s cell map has {width} channels, so at most "
-                                 f"{width}")
-    elif cfg.cell_map:
-        raise CoinmatchError("--cell-map chooses the map of the cell descriptors: use it with --cells")
     if not 0 < cfg.shrinkage <= 1:
         raise CoinmatchError(f"--shrinkage must be above 0 and at most 1, not {cfg.shrinkage}")
     if cfg.lr <= 0 or (cfg.max_minutes is not None and cfg.max_minutes <= 0):
@@ -237,11 +200,10 @@ def check_device(device: str | None) -> None:
                              f"leave --device out to use {'the GPU' if count else 'the CPU'}")
 
 
-# what a checkpoint's run is made of: resuming with any of these changed would mix two runs in one model
-RUN_OPTIONS = ("loss", "backbone", "weights", "dim", "image_size", "grey", "rotations", "stages", "rings", "disc",
-               "mask", "contrast", "batch_size", "views", "lr", "loss_lr", "weight_decay", "freeze_blocks", "mining",
-               "margin", "type_column", "val_fraction", "val_max", "val_pairs", "id_column", "seed", "limit", "init",
-               "keep")
+# the options a resumed run may change: how long it goes on, where and how fast it runs; every other option is what
+# the checkpoint's run is made of, and resuming with one changed would mix two runs in one model
+RESUMABLE_OPTIONS = {"manifests", "out", "epochs", "patience", "max_minutes", "resume", "device", "workers",
+                     "disk_cache"}
 
 
 def resume_state(cfg: TrainConfig, device: str) -> dict | None:
@@ -264,7 +226,8 @@ def resume_state(cfg: TrainConfig, device: str) -> dict | None:
     def names(manifests: list[str]) -> list[str]:  # the same photos, whichever folder the run starts from
         return [Path(m).name for m in manifests]
 
-    changed = [f"--{k.replace('_', '-')} {saved.get(k)} -> {now[k]}" for k in RUN_OPTIONS if saved.get(k) != now[k]]
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)} -> {now[k]}" for k in now
+               if k not in RESUMABLE_OPTIONS and saved.get(k) != now[k]]
     if names(saved.get("manifests", [])) != names(cfg.manifests):
         changed.insert(0, f"manifests {', '.join(names(saved.get('manifests', [])))} -> {', '.join(names(cfg.manifests))}")
     if changed:
@@ -277,15 +240,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     check_options(cfg)
-    start = None
-    if cfg.init:
-        if cfg.loss == "whitening":
-            raise CoinmatchError("--init is for the gradient losses; the whitening is fitted on the ImageNet backbone")
-        start = load_model(cfg.init)
-        cfg = replace(cfg, **form_of(start, cfg))
-        if start.config.cells:
-            log.warning("%s: its cell descriptors are not carried over: fine-tuning changes the map they come from, "
-                        "and they are fitted beside a whitening (--loss whitening --cells)", cfg.init)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.resume and cfg.loss == "whitening":
         log.warning("--resume: a whitening is fitted in one pass and has no checkpoint to go on from; "
@@ -314,28 +268,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                         _score_name(fit["rows"][1]), cfg.out)
         _write_history(fit["rows"], work)
         _plot(fit["rows"], fit["val"], work, closed_form=True)
-        summary = _summary(cfg, fit["rows"], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
-                           val_cache, cache, cache_seconds, t_start)
-        return {**summary, **_mined_summary(fit["mined"])}
+        return _summary(cfg, fit["rows"], 1, fit["images"] / max(fit["extract_seconds"], 1e-9), train_cache,
+                        val_cache, cache, cache_seconds, t_start)
 
-    if start is not None:
-        net = start.network.to(device)
-        model_config = replace(start.config, trained=True, info={})
-    else:
-        model_config = cfg.model_config(trained=True)
-        net = build_network(model_config, weights=cfg.weights).to(device)
-    teacher = None
-    if cfg.keep > 0:  # the network as it starts, frozen: what the fine-tuned one is held close to
-        teacher = copy.deepcopy(net).eval()
-        teacher.rotations = 1
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+    model_config = cfg.model_config(trained=True)
+    net = build_network(model_config, weights=cfg.weights).to(device)
     frozen = freeze_early_layers(net, cfg.freeze_blocks)
-    clean, mined = None, None
-    if cfg.mine_pairs:  # a coin photographed twice is one class: its batches draw views of both photos
-        clean = _clean_embeddings(net, train_cache, cfg.image_size, device)  # the starting network's, resumed or not
-        mined = mine_pairs(train_cache.images, clean, train_cache.types, progress=progress, seed=cfg.seed)
-        train_cache.labels = same_coin_labels(len(train_cache), mined.pairs)
     n_classes = int(train_cache.labels.max()) + 1
     loss_fn, miner = build_loss(cfg.loss, n_classes, cfg.dim, cfg.mining, cfg.margin,
                                 with_types=bool(cfg.type_column) and (train_cache.types >= 0).any())
@@ -354,7 +292,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     ckpt = work / "last.pt"
     resuming = state is not None
     if hasattr(loss_fn, "W") and not resuming:  # each class's centre: the mean of its photos' embeddings
-        coins = clean if clean is not None else _clean_embeddings(net, train_cache, cfg.image_size, device)
+        coins = _clean_embeddings(net, train_cache, cfg.image_size, device)
         centres = np.zeros((n_classes, coins.shape[1]), np.float32)
         np.add.at(centres, train_cache.labels, coins)
         imprint(loss_fn, torch.from_numpy(centres), seed=cfg.seed)
@@ -371,10 +309,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     def write_model(row: dict) -> None:
         model_config.info = {"loss": cfg.loss, "epoch": row["epoch"], "manifests": cfg.manifests,
                              "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
-                             "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks,
-                             **({"init": cfg.init, "init_fingerprint": start.fingerprint} if start else {}),
-                             **({"keep": cfg.keep} if cfg.keep else {}),
-                             **({"mined_pairs": len(mined.pairs)} if mined is not None else {})}
+                             "seed": cfg.seed, "freeze_blocks": cfg.freeze_blocks}
         save_model(net.eval(), model_config, cfg.out)
 
     def fast():  # validation through ONNX Runtime on CPU (the network as it is now); torch on CUDA
@@ -399,10 +334,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             net.rotations = 1  # one angle per training pass: the augmentation rotates; pooling is for inference
             for m in frozen:
                 m.eval()
-            if start is not None:  # fine-tuning: batch norms keep the statistics the starting network was fitted with
-                for m in net.modules():
-                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                        m.eval()
             loader = make_loader(train_cache, cfg.image_size, cfg.batch_size, cfg.views, cfg.seed, cfg.workers, epoch)
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.loss}", unit="batch", disable=not progress)
             running, n_batches, t_epoch = 0.0, 0, time.perf_counter()
@@ -415,10 +346,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                     loss = loss_fn(emb, labels, miner(emb, labels))
                 else:
                     loss = loss_fn(emb, labels)
-                if teacher is not None:
-                    with torch.no_grad():
-                        target = teacher(x)
-                    loss = loss + cfg.keep * (1.0 - (emb * target).sum(dim=1)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -465,12 +392,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     summary = _summary(cfg, history, best_epoch, images_seen / max(train_seconds, 1e-9), train_cache, val_cache,
                        cache, cache_seconds, t_start)
     summary["classes"] = n_classes
-    return {**summary, **_mined_summary(mined)}
-
-
-def _mined_summary(mined) -> dict:
-    """A summary's account of the real pairs mined (none: nothing)."""
-    return {} if mined is None else {"mined_pairs": len(mined.pairs), "mining_seconds": round(mined.seconds, 1)}
+    return summary
 
 
 def _score_name(row: dict) -> str:

@@ -86,17 +86,6 @@ def mine_pairs(crops: np.ndarray | list[np.ndarray], descriptors: np.ndarray, ty
     return MinedPairs(pairs, inliers, seconds)
 
 
-def same_coin_labels(n: int, pairs: np.ndarray) -> np.ndarray:
-    """One class per physical coin among ``n`` photos: the photos that mined ``pairs`` join, chains of them too, share
-    a label (labels 0 .. K-1, numbered in the order of each coin's first photo); every other photo is its own."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
-
-
 def mine_manifest(manifest: str | Path, out: str | Path, type_column: str | None = None, model: str | None = None,
                   shortlist: int = SHORTLIST, min_inliers: int = MIN_INLIERS, progress: bool = True) -> MinedPairs:
     """Mine a manifest's photos and write the pairs as a CSV (``image``, ``coin_id``, ``inliers``; two rows a

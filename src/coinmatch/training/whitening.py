@@ -6,9 +6,7 @@ The differences within those positive pairs say which directions of the descript
 the photograph changes; whitening by their covariance (shrunk towards the identity) damps those
 directions, and a PCA of the whitened descriptors keeps the ``dim`` strongest that remain. This is
 the supervised "learned whitening" of Radenović, Tolias & Chum (Fine-tuning CNN image retrieval with
-no human annotation, TPAMI 2018), with augmentation standing in for their matched pairs. With
-``--mine-pairs``, the real ones that the training photos hold join them: two photos of one coin found
-by verification (mining.py).
+no human annotation, TPAMI 2018), with augmentation standing in for their matched pairs.
 
 The result is a model file like any other: the network with a linear layer (weights and mean) after
 pooling; no backbone weight changes.
@@ -27,8 +25,6 @@ from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, 
 from coinmatch.models.network import CoinEmbedder
 from coinmatch.models.runtime import Embedder
 from coinmatch.training.augment import augment
-from coinmatch.training.cells import fit_cells
-from coinmatch.training.mining import mine_pairs
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +102,7 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     from coinmatch.training.validate import embed_arrays, score_vectors
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    base_config = cfg.model_config(dim=None, cells=0, cell_map=0)  # the cells are fitted last, on the whitened network
+    base_config = cfg.model_config(dim=None)
     net = build_network(base_config, weights=cfg.weights)
     t = time.perf_counter()
     plain, views = positive_pairs(cache, cfg.image_size, cfg.seed, cfg.whitening_views)
@@ -120,12 +116,6 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
     real_sets = [] if real is None else [embedder.embed(list(real.references)), embedder.embed(list(real.queries))]
     val_seconds = time.perf_counter() - t_val
     del embedder  # its ONNX Runtime memory
-    mined = None
-    if cfg.mine_pairs:  # real second photographs of a coin, both ways round, beside the augmented ones
-        mined = mine_pairs(cache.images, coins, cache.types, progress=progress)
-        a, b = mined.pairs[:, 0], mined.pairs[:, 1]
-        x = np.concatenate([x, coins[a], coins[b]])
-        y = np.concatenate([y, coins[b], coins[a]])
     projection, mean = learned_whitening(x, y, cfg.dim, cfg.shrinkage)
 
     def whitened(v: np.ndarray) -> np.ndarray:
@@ -137,17 +127,10 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
                              None if real is None else (f(real_sets[0]), f(real_sets[1]), real.query_labels))
 
     before, val = scores(lambda v: v), scores(whitened)
-    config = replace(base_config, whiten_dim=cfg.dim, trained=True, cells=cfg.cells, cell_map=cfg.cell_map)
+    config = replace(base_config, whiten_dim=cfg.dim, trained=True)
     white = build_network(config, weights="random")  # the backbone comes from ``net``: loaded once
     white.load_state_dict(net.state_dict(), strict=False)
     set_whitening(white, projection, mean)
-    cells = None
-    if cfg.cells:
-        t_cells = time.perf_counter()
-        cells = {"dim": cfg.cells, "map": white.cell_map, "fit": "learned",
-                 "fitted_on_cells": fit_cells(white, plain, device, sources=list(cache.images), seed=cfg.seed),
-                 "seconds": round(time.perf_counter() - t_cells, 1)}
-        log.info("cell descriptors fitted on %d cells in %.0f s", cells["fitted_on_cells"], cells["seconds"])
     check = embed_arrays(white.eval(), val_views[0][:4], str(next(white.parameters()).device))  # where it was built
     if not np.allclose(check, whitened(held_out[0][:4]), atol=2e-3):  # the figures must be the saved model's
         raise RuntimeError("the whitened network disagrees with the whitening it was given")
@@ -156,12 +139,11 @@ def fit_whitening(cfg, cache, val_views, real, progress: bool = True) -> dict:
              **{k: v for k, v in r.items() if not k.startswith("_")}} for e, r in ((0, before), (1, val))]
     row = rows[1]
     config.info = {"loss": "whitening", "manifests": cfg.manifests, "pairs": len(x), "views": cfg.whitening_views,
-                   "mined_pairs": None if mined is None else len(mined.pairs),
-                   "shrinkage": cfg.shrinkage, "cells": cells,
+                   "shrinkage": cfg.shrinkage,
                    "validation": {k: v for k, v in row.items() if k.startswith(("val", "real"))},
                    "validation_before": {k: v for k, v in rows[0].items() if k.startswith(("val", "real"))},
                    "seed": cfg.seed}
     save_model(white.eval(), config, cfg.out)
     log.info("whitening fitted on %d positive pairs in %.0f s", len(x), extract_seconds)
     return {"rows": rows, "val": val, "extract_seconds": extract_seconds,
-            "images": len(plain) + len(views), "mined": mined}
+            "images": len(plain) + len(views)}
