@@ -22,9 +22,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+# the benchmarks a maintainer reruns (about 30 minutes on 2 cores); each prints its figures and writes them to
+# benchmarks/results/. The recipe's row: train it (README), then benchmarks/retrieval.py --models recipe.cm
 benchmarks: $(STAMP)
-	$(PY) benchmarks/embedding_speed.py
 	$(PY) benchmarks/retrieval.py
+	$(PY) benchmarks/embedding_speed.py
+	$(PY) benchmarks/finder_speed.py
+	$(PY) benchmarks/local_features.py
+	$(PY) benchmarks/training_cache.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf out .pytest_cache

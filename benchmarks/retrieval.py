@@ -1,28 +1,29 @@
 """Retrieval on real same-coin pairs, every method side by side in one run.
 
-    .venv/bin/python benchmarks/retrieval.py [--models runs/*.cm] [--skip-verify] [--candidates 20 [50 ...]]
+    .venv/bin/python benchmarks/retrieval.py [--models M.cm ...] [--skip-verify] [--candidates 20 [50 ...]]
         [--skip-baselines] [--skip-default] [--invariant [--invariant-size 224]] [--name retrieval]
 
 Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of the same types;
 queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
 Methods: perceptual hash; pooled ImageNet features of the whole image (the reference baseline);
 coinmatch's default model (coin found and cropped, GeM pooling), with and without verification;
-and every trained model file given (by default all of runs/*.cm). The .json results also list, for each
-row, the queries whose coin was not ranked first and its rank (0: below the search depth).
+and every trained model file given (none by default: train the recipe first, see the README). Each model is
+searched as `coinmatch search` searches (its top 20 scored again: aligned where it has angles, less half their
+local density), through the public API. The .json results also list, for each row, the queries whose coin was
+not ranked first and its rank (0: below the search depth).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import time
 
 import imagehash
 import numpy as np
 from PIL import Image
 
-from common import ROOT, WORK, format_table, pairs_manifests, save_results, untrained_invariant_model
-from coinmatch.catalog.build import build_catalogue
+from common import WORK, format_table, pairs_manifests, save_results, untrained_invariant_model
+from coinmatch import Catalogue
 from coinmatch.catalog.manifest import read_manifest
 from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import load_query_images, read_queries
@@ -31,8 +32,6 @@ from coinmatch.images import load_rgb
 from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
-from coinmatch.search import Searcher
-from coinmatch.verify import extract_features_blob
 
 FORMS = ("photo", "catalogue-like")
 
@@ -91,18 +90,12 @@ def baseline_rows(cat_csv, queries, images_by_form) -> list[dict]:
 
 def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
                    depths: tuple[int, ...] = (20,)) -> list[dict]:
-    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth. Each
-    model is scored as search does by default (its top 20, or the verified top ``depth``, scored again: angle by
-    angle where the model has angles, less half their local density), without the density (``--no-density``),
-    and, for a model of several angles, by the pooled cosine alone (``--no-align --no-density``). Each row is
-    named by the searcher's score (search.py: aligned-density, aligned, cosine-density, cosine)."""
+    """The embedding's ranking, then (with ``verify``) the top ``depth`` candidates verified, for each depth, as
+    search ranks them. Each row is named by the searcher's score (search.py: aligned-density, cosine-density)."""
     root = WORK / f"catalogue-{label.replace(' ', '_').replace('/', '_')}"
-    build_catalogue(root, cat_csv, model=model, features=extract_features_blob if verify else None, progress=False)
-    searchers = [Searcher(root), Searcher(root, density=False)]
-    if searchers[0].aligned:
-        searchers.append(Searcher(root, align=False, density=False))
     rows = []
-    for searcher in searchers:
+    with Catalogue.build(root, cat_csv, model=model, features=verify) as cat:
+        searcher = cat.searcher
         name = f"{label}, {searcher.scoring}"
         for form, images in images_by_form.items():
             for depth in (None,) + (tuple(depths) if verify else ()):
@@ -112,13 +105,12 @@ def coinmatch_rows(label, model, cat_csv, queries, images_by_form, verify: bool,
                              **{k: s[k] for k in ("recall@1", "recall@5", "map", "roc_auc", "tpr@fpr=0.01",
                                                   "ms_per_query")},
                              "misses": {o.query.true_id: o.rank for o in ev.outcomes if o.rank != 1}})
-        searcher.close()
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="*", default=None, help="trained model files (default: runs/*.cm)")
+    ap.add_argument("--models", nargs="*", default=[], help="trained model files to score beside the default")
     ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--candidates", type=int, nargs="+", default=[20],
                     help="verify this many top candidates per query (several: one row each)")
@@ -141,8 +133,7 @@ def main() -> None:
         size = "" if args.invariant_size == 224 else f", {args.invariant_size} px"
         rows += coinmatch_rows(f"untrained Lite0, grey, rotation pooling over 16 angles{size}", str(path), cat_csv,
                                queries, images_by_form, verify=not args.skip_verify, depths=args.candidates)
-    models = args.models if args.models is not None else sorted(glob.glob(str(ROOT / "runs" / "*.cm")))
-    for m in models:
+    for m in args.models:
         rows += coinmatch_rows(f"trained {m.split('/')[-1]}", m, cat_csv, queries, images_by_form,
                                verify=not args.skip_verify, depths=args.candidates)
     text = format_table(rows, [("method", "method", "<70"), ("form", "form", "<15"), ("recall@1", "R@1", "6.3f"),
