@@ -77,11 +77,9 @@ def four_angle_model(tmp_path_factory) -> Path:
 def aligned_catalogue(tmp_path_factory, four_angle_model, demo_dir) -> Path:
     """The 60 demo catalogue photos, built with the four-angle model (local features too). Copy it to change it."""
     from coinmatch.catalog.build import build_catalogue
-    from coinmatch.verify import extract_features_blob
 
     root = tmp_path_factory.mktemp("cat") / "aligned"
-    build_catalogue(root, demo_dir / "catalogue.csv", model=str(four_angle_model), progress=False,
-                    features=extract_features_blob)
+    build_catalogue(root, demo_dir / "catalogue.csv", model=str(four_angle_model), progress=False)
     return root
 
 

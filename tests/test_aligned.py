@@ -187,7 +187,7 @@ def test_both_faces_are_each_scored_angle_by_angle(tmp_path, four_angle_model, p
     faces = {"obverse": prepare_photo(lots[0][0][1]), "reverse": prepare_photo(lots[0][1][1])}
     result = searcher.search_faces(faces, top_k=4)
     assert [m.score for m in result.matches] == sorted((m.score for m in result.matches), reverse=True)
-    vectors, angles, _ = searcher.embed([faces["obverse"].crop, faces["reverse"].crop])
+    vectors, angles = searcher.embed([faces["obverse"].crop, faces["reverse"].crop])
     for m in result.matches:  # each face against the entry's face of its side, (cosine + aligned) / 2 less half
         row = {side: r for r, side in searcher.catalogue.entry_rows(m.id)}  # its density, then the mean
         per_face = [(float(searcher.catalogue.vectors([row[s]])[0] @ vectors[k])

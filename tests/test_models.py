@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_resnet50_needs_weights_to_be_named():
         create_backbone("resnet50", weights="/nonexistent/resnet50.pth")
     with pytest.raises(ModelError, match="unknown backbone"):
         create_backbone("vgg7")
-    assert create_backbone("resnet50", weights="random") is not None
+    assert create_backbone("resnet50", weights="random").num_features == 2048
 
 
 def test_untrained_default_gives_unit_vectors_that_tell_coins_apart(model, pair_paths):
@@ -231,3 +232,23 @@ def test_ring_pooled_descriptor_keeps_the_whole_map_part_turns_with_the_coin_and
     onnx_emb = Embedder(LoadedModel(loaded.network, config, fp, "x"))
     assert onnx_emb.backend == "onnx"
     assert np.abs(onnx_emb.embed(crops) - torch_vecs).max() < 1e-4
+
+
+def test_an_onnx_export_is_cached_under_the_code_that_built_it_as_well_as_the_model(tmp_path, monkeypatch):
+    """A change to the network's code makes a new export; the fingerprint alone would reuse a stale one."""
+    import shutil
+
+    from coinmatch.models import runtime
+
+    here = tmp_path / "models"
+    shutil.copytree(os.path.dirname(runtime.__file__), here)
+    runtime.code_version.cache_clear()
+    monkeypatch.setattr(runtime, "__file__", str(here / "runtime.py"))
+    before = runtime.onnx_path("efficientnet_lite0", "0123456789abcdef")
+    assert runtime.code_version() in before.name and before.name.startswith("efficientnet_lite0-0123456789abcdef-")
+    with open(here / "network.py", "a") as f:
+        f.write("\n# a change to the network's code\n")
+    runtime.code_version.cache_clear()
+    after = runtime.onnx_path("efficientnet_lite0", "0123456789abcdef")
+    assert after != before and after.parent == before.parent
+    runtime.code_version.cache_clear()

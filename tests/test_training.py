@@ -89,10 +89,11 @@ def test_training_needs_no_faiss(tmp_path, demo_dir):
         f"cfg = TrainConfig(manifests=[{str(demo_dir / 'catalogue.csv')!r}], out={str(tmp_path / 't.cm')!r}, "
         "limit=16, epochs=1, image_size=64, batch_size=8, disk_cache=False, loss='triplet')\n"
         "s = train(cfg, progress=False)\n"
-        "print(json.dumps(s['history'][-1]['val_precision_at_1']))\n")
+        "print(json.dumps([s['history'][-1]['epoch'], s['classes']]))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert 0 <= json.loads(proc.stdout) <= 1 and (tmp_path / "t.cm").is_file()
+    assert json.loads(proc.stdout) == [1, 14]  # one epoch over 16 photos less 2 held out: a class each
+    assert (tmp_path / "t.cm").is_file()
 
 
 def test_training_cache_folder_keeps_to_its_budget_least_recently_used_first(tmp_path, demo_dir, monkeypatch):
@@ -387,7 +388,7 @@ def test_train_command_end_to_end_then_resume(tmp_path, demo_dir):
     summary = json.loads(proc.stdout)
     assert summary["epochs_run"] == 1 and summary["train_images_per_s"] > 0
     start, row = summary["history"]
-    assert start["epoch"] == 0 and start["loss"] is None and 0 <= start["real_recall_at_1"] <= 1  # the network as it began
+    assert start["epoch"] == 0 and start["loss"] is None and start["real_recall_at_1"] >= 0.5  # the network as it began
     assert row["epoch"] == 1 and row["loss"] > 0
     for key in ("loss", "val_pos_sim", "val_neg_sim", "val_roc_auc", "val_precision_at_1", "val_map_at_r",
                 "real_recall_at_1"):
@@ -550,7 +551,7 @@ def test_train_with_no_options_is_the_recipe_whitening(tmp_path, demo_dir):
     summary = json.loads(proc.stdout)
     before, row = summary["history"]  # the network it was fitted on, then the whitened one: the same held-out sets
     assert (before["epoch"], row["epoch"], summary["best_epoch"]) == (0, 1, 1)
-    assert row["real_recall_at_1"] >= 0.8 and 0 <= row["val_roc_auc"] <= 1  # real photo pairs of 24 coins
+    assert row["real_recall_at_1"] >= 0.8  # real photo pairs of 24 coins
     # what the fit is for: augmented views of unseen coins told from other coins. Five held-out coins make MAP@R move
     # in steps of 0.2 (0.4 before and after with the refined coin finder), so the continuous measures are asserted:
     # the gap between same-coin and other-coin cosines (the research's per-epoch check) grows, ROC AUC does not fall.

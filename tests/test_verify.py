@@ -64,7 +64,6 @@ def test_both_faces_rank_one_coin_and_a_single_face_still_works(tmp_path, pair_p
     the queries their second shots."""
     from coinmatch.catalog.build import build_catalogue
     from coinmatch.search import Searcher
-    from coinmatch.verify import extract_features_blob
 
     from conftest import write_manifest
 

@@ -22,7 +22,7 @@ from coinmatch.search import Match, QueryResult
 if TYPE_CHECKING:
     from coinmatch.search import Searcher
 
-__all__ = ["Catalogue", "Match", "SearchResult", "compare"]
+__all__ = ["Catalogue", "Match", "SearchResult", "augment_grid", "compare", "embed", "mine_pairs", "train"]
 
 SearchResult = QueryResult  # what a search answers: ``matches``, ``decision``, ``warnings``, ``to_dict()``
 
@@ -180,3 +180,44 @@ def compare(photo_a: Any, photo_b: Any, model: str | Path | None = None, out: st
 
     return compare_photos(photo_a, photo_b, out, embedder=Embedder(None if model is None else str(model),
                                                                    backend=backend))
+
+
+def train(manifests: list[str | Path] | str | Path, out: str | Path, progress: bool = False, **options) -> dict:
+    """Train a model file from one photo per coin. With no ``options``, the recipe (see
+    :class:`coinmatch.training.loop.TrainConfig` for the options and their defaults: ``loss="triplet"``, ``epochs``,
+    ``rotations``...). Returns the run's summary (history, timings, where its plots are)."""
+    from coinmatch.training.loop import TrainConfig, train as run
+
+    manifests = [manifests] if isinstance(manifests, (str, Path)) else manifests
+    return run(TrainConfig(manifests=[str(m) for m in manifests], out=str(out), **options), progress=progress)
+
+
+def mine_pairs(manifest: str | Path, out: str | Path, type_column: str | None = None, model: str | None = None,
+               shortlist: int = 20, min_inliers: int = 60, progress: bool = False) -> dict:
+    """Find the photos of a manifest that show one coin twice (each photo's ``shortlist`` nearest, verified:
+    ``min_inliers`` or more), written as a CSV of pairs (``image``, ``coin_id``, ``inliers``)."""
+    from coinmatch import CoinmatchError
+    from coinmatch.training.mining import mine_manifest
+
+    if min_inliers < 1 or shortlist < 1:
+        raise CoinmatchError(f"--min-inliers and --shortlist must be 1 or more, not {min_inliers} and {shortlist}")
+    mined = mine_manifest(manifest, out, type_column, model, shortlist, min_inliers, progress=progress)
+    return {"pairs": len(mined.pairs), "out": str(out), "seconds": round(mined.seconds, 1)}
+
+
+def embed(manifest: str | Path, out: str | Path, model: str | None = None, backend: str = DEFAULTS["backend"],
+          progress: bool = False) -> tuple[int, int]:
+    """Every image of a manifest embedded: ``out`` (.npy) and, beside it, ``.ids.txt`` (one ``id<TAB>image`` a
+    row). Returns (vectors, dimensions)."""
+    from coinmatch.embed import embed_manifest
+
+    return embed_manifest(manifest, out, model=model, backend=backend, progress=progress)
+
+
+def augment_grid(photo, out: str | Path, n: int = 24, size: int = 160, seed: int = 0) -> None:
+    """A PNG of one coin and ``n - 1`` augmented views of it, as training sees them, to check by eye."""
+    from coinmatch.images import save_rgb
+    from coinmatch.prepare import prepare_any
+    from coinmatch.training.augment import augmentation_grid
+
+    save_rgb(augmentation_grid(prepare_any(photo).crop, n=n, out_size=size, seed=seed), out)

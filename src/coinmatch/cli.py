@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from coinmatch import CoinmatchError
+from coinmatch import api
 from coinmatch.api import Catalogue, compare
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -297,7 +298,7 @@ def train(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Train a model from one photo per coin. With no options: the recipe (see the README)."""
-    from coinmatch.training.loop import VALIDATION_LABELS, TrainConfig, train as run_training
+    from coinmatch.training.history import VALIDATION_LABELS
 
     given = {k: v for k, v in dict(
         loss=loss, backbone=backbone, weights=weights, dim=dim, image_size=image_size, grey=grey, rotations=rotations,
@@ -305,8 +306,7 @@ def train(
         lr=lr, freeze_blocks=freeze_blocks, mining=mining, margin=margin, type_column=type_column,
         val_pairs=None if val_pairs is None else str(val_pairs), id_column=id_column, max_minutes=max_minutes,
         limit=limit, disk_cache=disk_cache, seed=seed, device=device, workers=workers).items() if v is not None}
-    cfg = TrainConfig(manifests=[str(m) for m in manifests], out=str(out_path), resume=resume, **given)
-    summary = run_training(cfg, progress=not as_json)
+    summary = api.train(manifests, out_path, progress=not as_json, resume=resume, **given)
     if as_json:
         _emit_json(summary)
         return
@@ -330,12 +330,7 @@ def mine_pairs_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Find the photos that show one coin twice (verified), as a CSV of pairs: for train --val-pairs, or to check."""
-    from coinmatch.training.mining import mine_manifest
-
-    if min_inliers < 1 or shortlist < 1:
-        raise CoinmatchError(f"--min-inliers and --shortlist must be 1 or more, not {min_inliers} and {shortlist}")
-    mined = mine_manifest(manifest, out_path, type_column, model, shortlist, min_inliers, progress=not as_json)
-    summary = {"pairs": len(mined.pairs), "out": str(out_path), "seconds": round(mined.seconds, 1)}
+    summary = api.mine_pairs(manifest, out_path, type_column, model, shortlist, min_inliers, progress=not as_json)
     if as_json:
         _emit_json(summary)
     else:
@@ -352,11 +347,7 @@ def augment_grid(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Write a grid of augmented views of one coin, to check the augmentations by eye."""
-    from coinmatch.images import save_rgb
-    from coinmatch.prepare import prepare_photo
-    from coinmatch.training.augment import augmentation_grid
-
-    save_rgb(augmentation_grid(prepare_photo(photo).crop, n=n, out_size=size, seed=seed), out_path)
+    api.augment_grid(photo, out_path, n=n, size=size, seed=seed)
     out.print(f"wrote {escape(str(out_path))}")
 
 
@@ -368,9 +359,7 @@ def embed(
     backend: str = BackendOpt,
 ):
     """Embed every image of a manifest: vectors.npy plus vectors.ids.txt (one 'id<TAB>image' per row)."""
-    from coinmatch.embed import embed_manifest
-
-    n, dim = embed_manifest(manifest, out_path, model=model, backend=backend)
+    n, dim = api.embed(manifest, out_path, model=model, backend=backend, progress=True)
     err.print(f"wrote {n} vectors of {dim} dimensions to {escape(str(out_path))}")
 
 

@@ -13,7 +13,7 @@ Local density is hubness reduction, CSLS's catalogue side (Conneau et al. 2018, 
 of one half). Some catalogue photos lie close to many others: a common design among worn coins, a bland or
 washed-out photo. They come near the top for many queries. Taking half of that closeness off ranks an entry by
 how much nearer the query is to it than its own neighbours are. On the real euro pairs with the recipe model
-(benchmarks/retrieval.py; benchmarks/density.py for other k and weights) it ranks one more catalogue-like query
+(benchmarks/retrieval.py; other k and weights: docs/research.md) it ranks one more catalogue-like query
 first, and it separates catalogued coins from the rest far better (TPR at 1 % FPR 0.50 -> 0.68). It depends
 only on the catalogue, so each entry's is computed once per searcher (a faiss query and the scores of its
 neighbours) and kept.

@@ -15,7 +15,7 @@ sharper copy: the rim is traced round the coin in polar coordinates as the path 
 (a box difference a few % of the radius wide, so that the fine texture of a cloth or of the coin's design counts for
 little), and a circle is fitted to the path by RANSAC, so that a neighbour or a straight edge that the trace follows
 for part of the way is left out; three passes narrow the band. Refined, 6 and 4 of those photos moved that far
-(benchmarks/finder.py --change refine). Piles' coins are refined too.
+(a study of the finder now in git history, benchmarks/finder.py). Piles' coins are refined too.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ MIN_RADIUS = 0.1  # of the shorter side
 MIN_SUPPORT = 0.35  # fraction of the rim that must lie on an edge
 # A coin may leave the frame by this share of its radius: catalogue photos and close-ups crop tight. A circle's
 # rim outside the frame counts as unsupported, so a coin that leaves it must be seen well to win. Raised from
-# 0.15 after looking at every circle that moved in the real photo sets (benchmarks/finder.py --change leave):
+# 0.15 after looking at every circle that moved in the real photo sets (the finder study in git history):
 # 0.25 moves 11 of 3,281 real photos (1,500 of them OCRE), 9 plainly onto the coin and none plainly off it;
 # 0.35 let background circles win as well.
 MAX_LEAVE = 0.25
@@ -39,7 +39,7 @@ MAX_LEAVE = 0.25
 # its edges must run along the circle (gradient within ~32 degrees of the radius) and be found all round (in
 # OUTER_COVER of the twelfths of its rim inside the frame), and it must share the centre (OUTER_SLACK px of the
 # working copy). A wider window (1.1-1.6 times) also moved the inner rim line of 10 cent coins outwards, rightly,
-# but put circles on the background about ancient coins on Wikimedia's photos; this one (benchmarks/finder.py)
+# but put circles on the background about ancient coins on Wikimedia's photos; this one (the finder study)
 # moves 16 of 3,281 real photos, 15 onto the coin's edge (12 of them 1 and 2 euro coins) and one past it.
 OUTER_RATIO = (1.25, 1.55)
 OUTER_SUPPORT, MIN_RING_SUPPORT, OUTER_COVER, OUTER_SLACK = 0.85, 0.5, 0.75, 2

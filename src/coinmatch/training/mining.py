@@ -8,7 +8,7 @@ treating its two photos as two coins would teach the model to tell a coin from i
 Each photo is compared with its ``shortlist`` nearest photos by the untrained descriptor (of the same
 type, when the manifest has a type column), and the pair is checked by verification (verify.py:
 RootSIFT matches under a rotation-and-scale fit about the coin's centre). Pairs with ``min_inliers``
-inliers or more are kept. On the euro real pairs (benchmarks/mined_pairs.py), 78 of 84 true pairs
+inliers or more are kept. On the euro real pairs (a study now in git history), 78 of 84 true pairs
 reach 60 inliers (82 reach 30) and 2 of 6,972 wrong pairs do, both between two coins whose stains
 match (likely the same coin, shown in two layouts); different coins of one design rarely do.
 
