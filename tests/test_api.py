@@ -132,21 +132,25 @@ def test_search_returns_top_k_entries_in_a_catalogue_of_one_and_two_face_entries
         assert cat.info()["images"] == 8 and len(cat) == 6  # 8 images, 6 entries: floor(8 / 6) = 1 face each
         result = cat.search(pair_paths[0][1], top_k=6)
         assert sorted(m.id for m in result.matches) == ["pair", "pair2", *[f"single{i}" for i in range(4)]]
+        store, asked = cat.searcher.catalogue, []
+        real_search = store.search
+        store.search = lambda vectors, k: (asked.append(k), real_search(vectors, k))[1]
+        cat.search(pair_paths[0][1], top_k=25)
+        # 25 entries may need 50 images (two faces each): the index is asked that deep whatever the faces' order
+        assert asked[0] >= 50
 
 
 def test_a_crash_between_the_two_renames_of_a_rebuild_leaves_the_old_catalogue(built, tmp_path, small_manifest,
                                                                                 monkeypatch):
     root = copy_of(built, tmp_path)
-    calls = []
     real_replace = os.replace
 
-    def crash_on_second(src, dst):
-        calls.append((src, dst))
-        if len(calls) == 2:
+    def crash_before_the_new_one_is_in_place(src, dst):
+        if str(dst) == str(root) and not str(src).endswith(".replaced"):
             raise KeyboardInterrupt  # the process dies with the old catalogue set aside, the new not yet in place
         return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", crash_on_second)
+    monkeypatch.setattr(os, "replace", crash_before_the_new_one_is_in_place)
     with pytest.raises(KeyboardInterrupt):
         Catalogue.build(root, small_manifest)
     monkeypatch.setattr(os, "replace", real_replace)
@@ -162,7 +166,7 @@ def test_manifest_errors_name_the_line_in_the_file_after_blank_lines_and_quoted_
     photo = pair_paths[0][0]
     text = f'image,id,notes\n\n{photo},a,"two\nlines"\n\n{photo},b,x,extra\n'
     (tmp_path / "m.csv").write_text(text)
-    with pytest.raises(ManifestError, match=r"m.csv, line 7: more fields than the header"):
+    with pytest.raises(ManifestError, match=r"m.csv, line 6: more fields than the header"):
         read_manifest(tmp_path / "m.csv")
     (tmp_path / "ok.csv").write_text(f'image,id,notes\n\n{photo},a,"two\nlines"\n\n{photo},b,x\n')
     entries = read_manifest(tmp_path / "ok.csv")

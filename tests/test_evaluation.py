@@ -65,12 +65,12 @@ def test_evaluation_on_real_pairs(demo_eval):
     ev = evaluate(searcher, queries, images)
     s = ev.summary()
     assert s["queries"] == 24 and s["catalogue"] == 60
-    assert s["recall@1"] >= 0.9 and s["recall@5"] >= s["recall@1"] and s["median_rank"] == 1
+    assert s["recall@1"] >= 0.9 and s["recall@5"] == 1.0 and s["median_rank"] == 1
     assert s["roc_auc"] > 0.9
     # every query's true coin scores above the best other coin in most cases
     assert np.mean([o.positive > o.negative for o in ev.outcomes]) >= 0.9
     ver = evaluate(searcher, queries, images, verify=True).summary()
-    assert ver["recall@1"] >= s["recall@1"] and ver["roc_auc"] >= 0.95
+    assert ver["recall@1"] == 1.0 and ver["roc_auc"] >= 0.95
 
 
 def test_open_set_queries_without_a_match_count_as_negatives(demo_eval, tmp_path, demo_dir):
@@ -92,8 +92,10 @@ def test_calibration_adds_a_decision_to_search(demo_eval):
     fresh = Searcher(root)
     [hit] = fresh.search([queries[0].path])
     assert hit.decision == "match"
-    # a coin the catalogue does not hold (an ancient coin) is refused
-    assert all(r.decision in ("match", "no_match") for r in fresh.search([q.path for q in queries[:3]]))
+    assert [r.decision for r in fresh.search([q.path for q in queries[:3]])] == ["match"] * 3
+    ancient = ROOT.parent / "shared" / "data" / "ancient-coins" / "ocre" / "heads00001.jpg"
+    if ancient.exists():  # a coin the catalogue does not hold is refused
+        assert fresh.search([ancient])[0].decision == "no_match"
     fresh.close()
 
 
