@@ -75,6 +75,27 @@ def test_model_file_round_trip_and_fingerprint(tmp_path, pair_paths):
     assert save_model(other, config, tmp_path / "n.cm") != fp
 
 
+def test_a_model_over_the_packaged_backbone_is_written_compact_and_a_tuned_one_whole(tmp_path, pair_paths):
+    config = ModelConfig(image_size=96, grey=True, rings=True, whiten_dim=64, trained=True)
+    net = build_network(config).eval()
+    with torch.no_grad():
+        net.whiten.weight.normal_()
+    fp = save_model(net, config, tmp_path / "w.cm")
+    payload = torch.load(tmp_path / "w.cm", weights_only=True)
+    assert payload["backbone"] == "packaged" and set(payload["state_dict"]) == {"pool.p", "whiten.weight",
+                                                                               "whiten.bias"}
+    assert {v.dtype for v in payload["state_dict"].values()} == {torch.float16}
+    loaded = load_model(tmp_path / "w.cm")
+    x = torch.from_numpy(to_batch([prepare_photo(pair_paths[0][0]).crop], 96))
+    with torch.no_grad():
+        assert loaded.fingerprint == fp and torch.allclose(net(x), loaded.network(x), atol=1e-6)
+        net.backbone.conv_stem.weight.mul_(1.01)  # a backbone tuned: the file must carry it
+    fp_tuned = save_model(net, config, tmp_path / "tuned.cm")
+    assert torch.load(tmp_path / "tuned.cm", weights_only=True)["backbone"] == "included"
+    assert (tmp_path / "tuned.cm").stat().st_size > 5 * (tmp_path / "w.cm").stat().st_size
+    assert load_model(tmp_path / "tuned.cm").fingerprint == fp_tuned != fp
+
+
 def test_a_save_that_fails_midway_keeps_the_earlier_model_file(tmp_path, monkeypatch):
     config = ModelConfig(dim=32, image_size=64, trained=True)
     path = tmp_path / "m.cm"

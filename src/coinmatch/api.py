@@ -59,7 +59,8 @@ class Catalogue:
               progress: bool = False, backend: str = DEFAULTS["backend"]) -> "Catalogue":
         """Build a catalogue in folder ``path`` from a manifest (a CSV with an ``image`` column, or ``obverse`` and
         ``reverse``; any other columns are kept as each entry's metadata), replacing any catalogue there in one
-        step. ``model``: a model file (``.cm``), ``builtin:<backbone>``, or None for the default. ``index``: a
+        step. ``model``: a model file (``.cm``), ``builtin:<backbone>`` (the untrained ImageNet model), or None
+        for the default (the bundled model, or ``$COINMATCH_MODEL``; the README's "The default model"). ``index``: a
         faiss index type (``Flat``: exact; ``HNSW32``: millions of entries). ``features``: store local features so
         that searches can be verified. ``skip_bad``: skip unreadable images (listed in :meth:`info`'s
         ``skipped``) instead of stopping at the first."""

@@ -50,7 +50,9 @@ def _notes(cat) -> None:
 def catalog_build(
     catalogue: Path = typer.Argument(..., help="Catalogue folder to create (a catalogue there is replaced)."),
     manifest: Path = typer.Argument(..., help="CSV with an 'image' column (paths relative to the CSV)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model file (.cm) or builtin:<backbone>."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Model file (.cm) or builtin:efficientnet_lite0 (the untrained ImageNet model); "
+                              "default: the bundled default model, or $COINMATCH_MODEL."),
     backend: str = BackendOpt,
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images instead of stopping."),
     features: bool = typer.Option(True, "--features/--no-features",
@@ -89,7 +91,7 @@ def _print_info(info: dict, as_json: bool) -> None:
         _emit_json(info)
         return
     table = Table(show_header=False, box=None)
-    for key in ("path", "entries", "images", "faces", "dim", "index", "model_source", "model_fingerprint",
+    for key in ("path", "entries", "images", "faces", "dim", "index", "model", "model_source", "model_fingerprint",
                 "threshold", "verification_features", "angle_vectors", "created", "updated", "added"):
         if key in info:
             table.add_row(key, Text(str(info[key])))
@@ -235,7 +237,8 @@ def compare_cmd(
     photo_a: Path = typer.Argument(...),
     photo_b: Path = typer.Argument(...),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Draw the two coins and their inlier matches."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model file (.cm) for the embedding's score."),
+    model: Optional[str] = typer.Option(None, "--model",
+                                        help="Model file (.cm) for the embedding's score; default: the default model."),
     backend: str = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ):

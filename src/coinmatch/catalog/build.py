@@ -79,7 +79,7 @@ def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = 
     try:
         model_file = None if loaded.source.startswith(BUILTIN_PREFIX) else loaded.source
         cat = Catalogue.create(tmp, loaded.fingerprint, loaded.source, asdict(loaded.config), loaded.dim,
-                               model_file=model_file, index_factory=index_factory)
+                               model_file=model_file, index_factory=index_factory, model_name=loaded.describe())
         try:
             new_entries, images, skipped = _new_images(entries, embedder, skip_bad, progress, features)
             cat.add(new_entries, images)

@@ -100,7 +100,9 @@ class Catalogue:
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, model_fingerprint: str, model_source: str, model_config: dict, dim: int,
-               model_file: str | Path | None = None, index_factory: str = "Flat") -> "Catalogue":
+               model_file: str | Path | None = None, index_factory: str = "Flat",
+               model_name: str = "") -> "Catalogue":
+        """An empty catalogue. ``model_name``: which model it holds and how it was made, in words."""
         root = Path(root)
         if is_catalogue(root):
             raise CatalogueError(f"{root}: a catalogue is already there")
@@ -116,7 +118,8 @@ class Catalogue:
             raise CatalogueError(f"index type {index_factory!r} needs training data; use Flat or HNSW32")
         faiss.write_index(index, str(root / "vectors-0.faiss"))
         meta = {"format_version": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
-                "model_source": model_source, "model_config": json.dumps(model_config), "dim": dim,
+                "model_source": model_source, "model_name": model_name, "model_config": json.dumps(model_config),
+                "dim": dim,
                 "index_factory": index_factory, "vectors_file": "vectors-0.faiss", "coin_finder": FINDER_VERSION,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with db:
@@ -383,6 +386,7 @@ class Catalogue:
             "faces": sides,
             "dim": int(self.meta("dim")),
             "index": self.meta("index_factory"),
+            "model": self.meta("model_name", "") or self.meta("model_source"),
             "model_fingerprint": self.fingerprint,
             "model_source": self.meta("model_source"),
             "model_config": json.loads(self.meta("model_config")),
