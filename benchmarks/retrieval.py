@@ -6,8 +6,8 @@
 Protocol (benchmarks/common.py): catalogue = 84 `_a` crops + 871 distractors of the same types;
 queries = the 84 `_b` crops, as photographed and catalogue-like (grey, random rotation, 128 px, seed 0).
 Methods: perceptual hash; pooled ImageNet features of the whole image (the reference baseline);
-coinmatch's default model (coin found and cropped, GeM pooling), with and without verification;
-and every trained model file given (none by default: train the recipe first, see the README). Each model is
+the untrained ImageNet model (coin found and cropped, GeM pooling) and coinmatch's default model (the bundled
+recipe), with and without verification; and every trained model file given. Each model is
 searched as `coinmatch search` searches (its top 20 scored again: aligned where it has angles, less half their
 local density), through the public API. The .json results also list, for each row, the queries whose coin was
 not ranked first and its rank (0: below the search depth).
@@ -29,7 +29,7 @@ from coinmatch.evaluation import metrics
 from coinmatch.evaluation.protocol import load_query_images, read_queries
 from coinmatch.evaluation.run import evaluate
 from coinmatch.images import load_rgb
-from coinmatch.models.modelfile import LoadedModel, ModelConfig, build_network, fingerprint_of
+from coinmatch.models.modelfile import IMAGENET_MODEL, LoadedModel, ModelConfig, build_network, fingerprint_of
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, nargs="+", default=[20],
                     help="verify this many top candidates per query (several: one row each)")
     ap.add_argument("--skip-baselines", action="store_true")
-    ap.add_argument("--skip-default", action="store_true")
+    ap.add_argument("--skip-default", action="store_true", help="skip the ImageNet model's and the default's rows")
     ap.add_argument("--invariant", action="store_true", help="also the untrained network, grey, 16 rotations")
     ap.add_argument("--invariant-size", type=int, default=224,
                     help="its input size (128: the size the gradient-trained models see)")
@@ -126,7 +126,9 @@ def main() -> None:
     images_by_form = {form: load_query_images(queries, form, seed=0) for form in FORMS}
     rows = [] if args.skip_baselines else baseline_rows(cat_csv, queries, images_by_form)
     if not args.skip_default:
-        rows += coinmatch_rows("coinmatch default (untrained Lite0, coin crop, GeM)", None, cat_csv, queries,
+        rows += coinmatch_rows("ImageNet Lite0 (coin crop, GeM, no training)", IMAGENET_MODEL, cat_csv, queries,
+                               images_by_form, verify=not args.skip_verify, depths=args.candidates)
+        rows += coinmatch_rows("coinmatch default (the bundled recipe)", None, cat_csv, queries,
                                images_by_form, verify=not args.skip_verify, depths=args.candidates)
     if args.invariant:
         path = untrained_invariant_model(args.invariant_size)
