@@ -27,7 +27,7 @@ def main(out_dir: str = "out/demo") -> int:
     t0 = time.perf_counter()
     with Catalogue.build(path, DATA / "catalogue.csv") as cat:
         console.print(f"catalogue: {len(cat)} coins from {DATA / 'catalogue.csv'} in {time.perf_counter() - t0:.1f} s "
-                      f"-> {path}")
+                      f"-> {path}\nmodel: {cat.info()['model']}")
         with open(DATA / "queries.csv", encoding="utf-8") as f:
             queries = list(csv.DictReader(f))
         table = Table(title="query photo -> the catalogue's answer, by the embedding alone and verified")
@@ -52,8 +52,9 @@ def main(out_dir: str = "out/demo") -> int:
     console.print(f"recall@1, with verification:    {hits_verified}/{n} = {hits_verified / n:.3f}")
     console.print(f"{1000 * elapsed / n:.0f} ms per query photo for both searches (find the coin, embed, search; "
                   f"then verify the top 20)")
-    console.print("score: the embedding's (cosine, less half the entry's local density); inliers: local features "
-                  "that agree under one turn and scale of the coin")
+    console.print("score: the embedding's (the mean of the cosine and the cosine with the coins turned to their best "
+                  "angle, less half the entry's local density); inliers: local features that agree under one turn and "
+                  "scale of the coin")
     console.print(f"Try: .venv/bin/coinmatch search {path} {DATA / queries[0]['image']} --verify")
     return 0
 
