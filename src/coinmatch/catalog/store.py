@@ -119,8 +119,8 @@ class Catalogue:
         faiss.write_index(index, str(root / "vectors-0.faiss"))
         meta = {"format_version": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
                 "model_source": model_source, "model_name": model_name, "model_config": json.dumps(model_config),
-                "dim": dim,
-                "index_factory": index_factory, "vectors_file": "vectors-0.faiss", "coin_finder": FINDER_VERSION,
+                "dim": dim, "index_factory": index_factory, "vectors_file": "vectors-0.faiss",
+                "coin_finder": FINDER_VERSION,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with db:
             db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
