@@ -14,6 +14,8 @@ with every catalogue; search aligns a model of several angles and takes each can
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,7 @@ class Catalogue:
         self.backend = backend
         Store.open(self.path).close()  # a missing or damaged catalogue is said now, not at the first search
         self._searcher: Searcher | None = None
+        self._lock = threading.RLock()  # one search or change at a time: a Catalogue may be shared by threads
         self.skipped: list[str] = []  # the unreadable images that the build skipped (``skip_bad``)
 
     # -- opening and building -----------------------------------------------------------------------
@@ -77,18 +80,105 @@ class Catalogue:
         with ``added`` (images) and ``skipped``. Ids already in the catalogue are refused, and nothing is added."""
         from coinmatch.catalog.build import add_to_catalogue
 
-        self._drop_searcher()  # its records and densities are the catalogue's before the addition
-        return add_to_catalogue(self.path, manifest, backend=self.backend, skip_bad=skip_bad, progress=progress)
+        with self._lock:
+            self._drop_searcher()  # its records and densities are the catalogue's before the addition
+            return add_to_catalogue(self.path, manifest, backend=self.backend, skip_bad=skip_bad, progress=progress)
+
+    def add_entry(self, entry_id: str, metadata: dict[str, str] | None = None, image: Any = None,
+                  obverse: Any = None, reverse: Any = None) -> dict:
+        """Add one entry from its image (or its ``obverse`` and/or ``reverse``), given as a path or the file's bytes,
+        with its record; searchable at once. The catalogue keeps a copy of each image in its ``images/`` folder.
+        Returns :meth:`info` with ``added``."""
+        from coinmatch import CoinmatchError
+        from coinmatch.catalog.build import add_uploaded_entry
+
+        faces = []
+        for side, photo in ((None, image), ("obverse", obverse), ("reverse", reverse)):
+            if photo is not None:
+                name = str(photo) if isinstance(photo, (str, Path)) else f"<{side or 'image'} of {entry_id}>"
+                faces.append((side, Path(photo).read_bytes() if isinstance(photo, (str, Path)) and Path(photo).is_file()
+                              else photo, name))
+        if any(not isinstance(data, bytes) for _, data, _ in faces):
+            missing = next(name for _, data, name in faces if not isinstance(data, bytes))
+            raise CoinmatchError(f"{missing}: file not found (give a path to an image or the file's bytes)")
+        with self._lock:
+            self._drop_searcher()
+            return add_uploaded_entry(self.path, entry_id, metadata or {}, faces, backend=self.backend)
+
+    # -- browsing ---------------------------------------------------------------------------------------
+    def entries(self, text: str = "", limit: int = 50, offset: int = 0) -> tuple[int, list[dict]]:
+        """Entries in catalogue order whose id or any metadata value contains every word of ``text`` (any case):
+        (how many match, up to ``limit`` of them from ``offset``), each as :meth:`entry` gives it."""
+        from coinmatch.catalog.store import Catalogue as Store
+
+        with Store.open(self.path) as store:
+            total, found = store.find_entries(text, limit, offset)
+            return total, [self._entry(store, eid, meta) for eid, meta in found]
+
+    def entry(self, entry_id: str) -> dict:
+        """One entry: ``{"id", "metadata", "images": [{"row", "side", "image", "thumb"}]}`` (``thumb``: a path inside
+        the catalogue folder, or None)."""
+        from coinmatch.catalog.store import Catalogue as Store, CatalogueError
+
+        with Store.open(self.path) as store:
+            row = store.db.execute("SELECT metadata FROM entries WHERE id=?", (entry_id,)).fetchone()
+            if row is None:
+                raise CatalogueError(f"{self.path}: no entry {entry_id!r}")
+            return self._entry(store, entry_id, json.loads(row[0]))
+
+    @staticmethod
+    def _entry(store, entry_id: str, metadata: dict) -> dict:
+        rows = [r for r, _ in store.entry_rows(entry_id)]
+        return {"id": entry_id, "metadata": metadata,
+                "images": [{"row": im.row, "side": im.side, "image": im.relpath, "thumb": im.thumb}
+                           for im in store.images(rows)]}
+
+    def crop(self, row: int):
+        """A catalogue image's coin crop (RGB array) as it was cropped when added: from its original file where that
+        is still there, else its stored thumbnail (160 px)."""
+        from coinmatch.catalog.store import Catalogue as Store
+        from coinmatch.images import ImageError, load_rgb
+        from coinmatch.segment import Circle, CoinLocation, crop_coin
+
+        with Store.open(self.path) as store:
+            path, found, (x, y, r) = store.image_source(row)
+            thumb = store.images([row])[0].thumb
+        try:
+            return crop_coin(load_rgb(path), CoinLocation(Circle(x, y, r), found, "stored", 1.0), mask=False)
+        except ImageError:
+            if thumb is None:
+                raise
+            return load_rgb(self.path / thumb)
+
+    def evidence(self, photo: Any, entry_id: str, row: int | None = None):
+        """The evidence that ``photo`` shows entry ``entry_id``'s coin (:class:`coinmatch.compare.Evidence`): the
+        verification search gives (the entry's stored local features), the query turned onto the entry's image,
+        the matches drawn. ``photo``: as :meth:`search` takes it, or the :class:`~coinmatch.prepare.PreparedCoin`
+        that a search was given. ``row``: which of the entry's images (default: the one with the most inliers)."""
+        from coinmatch import verify as verification
+        from coinmatch.catalog.store import CatalogueError
+        from coinmatch.compare import evidence
+        crop = _prepared(photo).crop
+        with self._lock:
+            rows = [r for r, _ in self.searcher.catalogue.entry_rows(entry_id)]
+            if not rows or (row is not None and row not in rows):
+                raise CatalogueError(f"{self.path}: no entry {entry_id!r}" + (f" with image row {row}" if rows else ""))
+            stored = {r: self.searcher.stored_features(entry_id, r) for r in ([row] if row is not None else rows)}
+        query = verification.extract(crop)
+        if row is None:
+            row = max(stored, key=lambda r: verification.match(query, stored[r]).inliers)
+        return evidence(crop, self.crop(row), query, stored[row])
 
     # -- searching ------------------------------------------------------------------------------------
     @property
     def searcher(self) -> "Searcher":
         """The catalogue opened for queries with its model (loaded once, on first use)."""
-        if self._searcher is None:
-            from coinmatch.search import Searcher
+        with self._lock:
+            if self._searcher is None:
+                from coinmatch.search import Searcher
 
-            self._searcher = Searcher(self.path, backend=self.backend)
-        return self._searcher
+                self._searcher = Searcher(self.path, backend=self.backend)
+            return self._searcher
 
     @property
     def notes(self) -> list[str]:
@@ -97,25 +187,25 @@ class Catalogue:
 
     def search(self, photo: Any, top_k: int = DEFAULTS["top_k"], verify: bool = False,
                candidates: int = DEFAULTS["candidates"], name: str | None = None) -> SearchResult:
-        """The catalogue entries most likely to be the coin in ``photo`` (a path, the file's bytes, a PIL image or
-        an RGB uint8 array), best first. ``verify``: re-rank the top ``candidates`` by local-feature geometry
+        """The catalogue entries most likely to be the coin in ``photo`` (a path, the file's bytes, a PIL image, an
+        RGB uint8 array, or a :class:`~coinmatch.prepare.PreparedCoin`), best first. ``verify``: re-rank the top ``candidates`` by local-feature geometry
         (slower, and the evidence a numismatist can check). ``name``: what the result calls the photo."""
-        from coinmatch.prepare import prepare_any
-
-        return self.searcher.search_prepared([prepare_any(photo, name)], top_k, verify, candidates)[0]
+        prepared = _prepared(photo, name)  # outside the lock: other threads search meanwhile
+        with self._lock:
+            return self.searcher.search_prepared([prepared], top_k, verify, candidates)[0]
 
     def search_coin(self, obverse: Any = None, reverse: Any = None, top_k: int = DEFAULTS["top_k"],
                     verify: bool = False, candidates: int = DEFAULTS["candidates"]) -> SearchResult:
         """One coin given by both faces (either may be None): one ranking of catalogue coins, each query face
         compared with the entry's face of the same side."""
         from coinmatch import CoinmatchError
-        from coinmatch.prepare import prepare_any
 
         if obverse is None and reverse is None:
             raise CoinmatchError("search_coin needs an obverse photo, a reverse photo or both")
-        faces = {"obverse": None if obverse is None else prepare_any(obverse),
-                 "reverse": None if reverse is None else prepare_any(reverse)}
-        return self.searcher.search_faces(faces, top_k=top_k, verify=verify, candidates=candidates)
+        faces = {"obverse": None if obverse is None else _prepared(obverse),
+                 "reverse": None if reverse is None else _prepared(reverse)}
+        with self._lock:
+            return self.searcher.search_faces(faces, top_k=top_k, verify=verify, candidates=candidates)
 
     # -- evaluating and calibrating ---------------------------------------------------------------------
     def evaluate(self, queries: str | Path, id_column: str = "id", verify: bool = False,
@@ -129,8 +219,9 @@ class Catalogue:
         unverified figures under ``without_verification``."""
         from coinmatch.evaluation.run import evaluate_queries
 
-        return evaluate_queries(self.searcher, queries, id_column, verify, candidates, form, target_fpr, report,
-                                progress)
+        with self._lock:
+            return evaluate_queries(self.searcher, queries, id_column, verify, candidates, form, target_fpr, report,
+                                    progress)
 
     def calibrate(self, queries: str | Path, id_column: str = "id", target_fpr: float = DEFAULTS["target_fpr"],
                   verify: bool = False, candidates: int = DEFAULTS["candidates"], progress: bool = False) -> dict:
@@ -140,7 +231,8 @@ class Catalogue:
         too."""
         from coinmatch.evaluation.calibrate import calibrate
 
-        return calibrate(self.searcher, queries, id_column, target_fpr, verify, candidates, progress)
+        with self._lock:
+            return calibrate(self.searcher, queries, id_column, target_fpr, verify, candidates, progress)
 
     # -- describing and closing ----------------------------------------------------------------------
     def info(self) -> dict:
@@ -154,9 +246,10 @@ class Catalogue:
         return int(self.info()["entries"])
 
     def _drop_searcher(self) -> None:
-        if self._searcher is not None:
-            self._searcher.close()
-            self._searcher = None
+        with self._lock:
+            if self._searcher is not None:
+                self._searcher.close()
+                self._searcher = None
 
     def close(self) -> None:
         """Release the catalogue's database and model."""
@@ -170,6 +263,13 @@ class Catalogue:
 
     def __repr__(self) -> str:
         return f"Catalogue({str(self.path)!r})"
+
+
+def _prepared(photo: Any, name: str | None = None):
+    """A photo as :meth:`Catalogue.search` takes it, found and cropped (a PreparedCoin passes as it is)."""
+    from coinmatch.prepare import PreparedCoin, prepare_any
+
+    return photo if isinstance(photo, PreparedCoin) else prepare_any(photo, name)
 
 
 def compare(photo_a: Any, photo_b: Any, model: str | Path | None = None, out: str | Path | None = None,

@@ -1,7 +1,9 @@
-"""Two photos, one coin? The evidence drawn: both coins side by side with their inlier matches."""
+"""Two photos, one coin? The evidence drawn: both coins side by side with their inlier matches, and the query
+turned and scaled onto the candidate by the verification's fit, to lay one over the other."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -14,28 +16,71 @@ from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_any
 
 
-def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400) -> np.ndarray:
+MAX_DRAWN = 80  # inlier lines drawn at most
+
+
+def _resized(crop: np.ndarray, side: int) -> np.ndarray:
+    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
+
+
+def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400,
+                 pairs: np.ndarray | None = None) -> np.ndarray:
+    """Both crops side by side, a line between the two ends of each inlier (``pairs``: K x 4 in verification
+    pixels, default ``v.pairs``), the inliers and the fit written above."""
     s = verification.SIDE
-    a = cv2.resize(crop_a, (side, side), interpolation=cv2.INTER_AREA)
-    b = cv2.resize(crop_b, (side, side), interpolation=cv2.INTER_AREA)
+    a, b = _resized(crop_a, side), _resized(crop_b, side)
     canvas = np.full((side + 40, 2 * side + 20, 3), 255, np.uint8)
     canvas[40:, :side] = a
     canvas[40:, side + 20:] = b
     k = side / s
-    if v.pairs is not None:
+    pairs = v.pairs if pairs is None else pairs
+    verdict = f"{v.inliers} inliers"
+    if pairs is not None:
         rng = np.random.default_rng(0)
-        for xq, yq, xc, yc in v.pairs:
+        if len(pairs) > MAX_DRAWN:  # a readable drawing: an even sample of the lines, the count said
+            pairs = pairs[rng.choice(len(pairs), MAX_DRAWN, replace=False)]
+            verdict += f" ({MAX_DRAWN} drawn)"
+        for xq, yq, xc, yc in pairs:
             colour = tuple(int(c) for c in rng.integers(60, 256, 3))
             p = (int(xq * k), int(yq * k) + 40)
             q = (int(xc * k) + side + 20, int(yc * k) + 40)
             cv2.circle(canvas, p, 3, colour, -1, cv2.LINE_AA)
             cv2.circle(canvas, q, 3, colour, -1, cv2.LINE_AA)
             cv2.line(canvas, p, q, colour, 1, cv2.LINE_AA)
-    verdict = f"{v.inliers} inliers"
     if v.rotation is not None:
         verdict += f", rotation {v.rotation:.0f} deg, scale {v.scale:.2f}"
     cv2.putText(canvas, verdict, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     return canvas
+
+
+@dataclass
+class Evidence:
+    """What a numismatist looks at to decide that two crops show one coin (all images ``side`` px square, RGB)."""
+
+    verification: verification.Verification
+    query: np.ndarray  # the query's crop as photographed
+    candidate: np.ndarray  # the candidate's crop
+    aligned: np.ndarray | None  # the query turned and scaled onto the candidate (None where no fit was accepted)
+    matches: np.ndarray  # the aligned query (or the query) beside the candidate, the inliers joined
+
+
+def evidence(query_crop: np.ndarray, candidate_crop: np.ndarray,
+             query_features: verification.LocalFeatures | None = None,
+             candidate_features: verification.LocalFeatures | None = None, side: int = 400) -> Evidence:
+    """The evidence for one candidate: the verification (with the candidate's stored features, it is the one search
+    gave), the query turned onto the candidate by the fitted similarity, and the matches drawn between them."""
+    qf = query_features if query_features is not None else verification.extract(query_crop)
+    cf = candidate_features if candidate_features is not None else verification.extract(candidate_crop)
+    v = verification.match(qf, cf, keep_pairs=True)
+    query, candidate = _resized(query_crop, side), _resized(candidate_crop, side)
+    if v.matrix is None or not v.inliers:
+        return Evidence(v, query, candidate, None, draw_matches(query_crop, candidate_crop, v, side))
+    m = v.matrix.astype(np.float64).copy()
+    m[:, 2] *= side / verification.SIDE  # the same similarity in display pixels
+    aligned = cv2.warpAffine(query, m, (side, side), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    ends = v.pairs[:, :2] @ v.matrix[:, :2].T + v.matrix[:, 2]  # the query's ends, moved with it
+    drawn = draw_matches(aligned, candidate_crop, v, side, np.hstack([ends, v.pairs[:, 2:]]))
+    return Evidence(v, query, candidate, aligned, drawn)
 
 
 def compare_photos(photo_a, photo_b, out: str | Path | None = None,

@@ -39,6 +39,7 @@ class Verification:
     rotation: float | None  # degrees, query -> candidate
     scale: float | None
     pairs: np.ndarray | None = None  # inlier pairs: K x 4 (xq, yq, xc, yc) in SIDE pixels
+    matrix: np.ndarray | None = None  # the 2 x 3 similarity query -> candidate in SIDE pixels, when accepted
 
 
 def _tools():
@@ -140,7 +141,7 @@ def _fit(query: LocalFeatures, cand: LocalFeatures, qi: np.ndarray, ci: np.ndarr
         return Verification(0, int(len(qi)), rotation, scale)
     inl = mask.ravel().astype(bool)
     pairs = np.hstack([src[inl], dst[inl]]) if keep_pairs else None
-    return Verification(int(inl.sum()), int(len(qi)), rotation, scale, pairs)
+    return Verification(int(inl.sum()), int(len(qi)), rotation, scale, pairs, M)
 
 
 def match(query: LocalFeatures, cand: LocalFeatures, keep_pairs: bool = False) -> Verification:

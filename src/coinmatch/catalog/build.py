@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import tempfile
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from coinmatch.verify import extract_features_blob
 log = logging.getLogger(__name__)
 THUMB_SIDE = 160
 CHUNK = 256  # faces prepared and embedded at a time, so memory stays flat for large manifests
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "BMP": "bmp", "GIF": "gif"}
+
 
 def thumbnail(crop: np.ndarray) -> np.ndarray:
     return cv2.resize(crop, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
@@ -91,6 +95,55 @@ def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = 
     with Catalogue.open(root) as cat:
         info = cat.info()
     info["skipped"] = skipped
+    return info
+
+
+def add_uploaded_entry(root: str | Path, entry_id: str, metadata: dict[str, str],
+                       faces: list[tuple[str | None, bytes, str]], backend: str = "onnx") -> dict:
+    """One entry from images given as bytes (a web form): ``faces`` are (side or None, the file's bytes, its name
+    for messages). Each is read through the safe loader first; the catalogue keeps it in its own ``images/``
+    folder under a name it makes (never the uploaded one), then it is found, embedded and added in one step.
+    Nothing is kept if anything fails."""
+    from PIL import Image
+
+    from coinmatch.catalog.manifest import RESERVED, Face
+    from coinmatch.images import open_image
+
+    entry_id = str(entry_id).strip()
+    if not entry_id or not entry_id.isprintable() or len(entry_id) > 200:
+        raise CatalogueError(f"entry id {entry_id[:40]!r}: give an id of 1 to 200 printable characters")
+    bad = sorted(k for k in metadata if k in RESERVED or not str(k).strip())
+    if bad:
+        raise CatalogueError(f"entry {entry_id!r}: {bad[0]!r} cannot be a metadata column (reserved or empty)")
+    if not faces:
+        raise CatalogueError(f"entry {entry_id!r}: no image given")
+    written: list[Path] = []
+    try:
+        with Catalogue.open(root) as cat:
+            if cat.has_entry(entry_id):
+                raise CatalogueError(f"{root}: entry {entry_id!r} is already in the catalogue; nothing was added")
+            folder = Path(root) / "images"
+            folder.mkdir(exist_ok=True)
+            entry_faces = []
+            for side, data, name in faces:
+                open_image(data, name=name)  # a clear error for a file that is not a usable image
+                fmt = Image.open(io.BytesIO(data)).format
+                target = folder / f"{uuid.uuid4().hex}.{EXTENSIONS.get(fmt, 'img')}"
+                target.write_bytes(data)
+                written.append(target)
+                entry_faces.append(Face(side, target.resolve(), f"images/{target.name}"))
+            features = len(cat) == 0 or cat.info()["verification_features"] > 0
+            loaded = load_model(cat.model_source)
+            cat.check_model(loaded.fingerprint, loaded.source)
+            new_entries, images, _ = _new_images([Entry(entry_id, entry_faces, {k: str(v) for k, v in metadata.items()})],
+                                                 Embedder(loaded, backend=backend), False, False, features)
+            cat.add(new_entries, images)
+            info = cat.info()
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        raise
+    info["added"] = len(faces)
     return info
 
 

@@ -111,7 +111,7 @@ class Catalogue:
         if model_file is not None:
             shutil.copyfile(model_file, root / "model.cm")
             model_source = "model.cm"
-        db = sqlite3.connect(root / DB_NAME)
+        db = sqlite3.connect(root / DB_NAME, check_same_thread=False)  # callers that share it across threads lock
         db.executescript(SCHEMA)
         index = faiss.index_factory(dim, index_factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
@@ -135,7 +135,7 @@ class Catalogue:
         if not is_catalogue(root):
             raise CatalogueError(f"{root}: not a coinmatch catalogue (no {DB_NAME})")
         try:
-            db = sqlite3.connect(root / DB_NAME)
+            db = sqlite3.connect(root / DB_NAME, check_same_thread=False)
             db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise CatalogueError(f"{root / DB_NAME}: damaged catalogue database ({exc})") from exc
@@ -239,6 +239,26 @@ class Catalogue:
         for start in range(0, len(rows), 900):
             chunk = rows[start:start + 900]
             yield from self.db.execute(f"{query} ({','.join('?' * len(chunk))})", chunk)
+
+    def find_entries(self, text: str = "", limit: int = 50, offset: int = 0) -> tuple[int, list[tuple[str, dict]]]:
+        """Entries in catalogue order whose id or any metadata value contains every word of ``text`` (any case):
+        (how many match, the ``limit`` of them from ``offset`` as (id, metadata))."""
+        words = [w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for w in text.split()]
+        term = ("(e.id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM json_each(e.metadata) j "
+                "WHERE CAST(j.value AS TEXT) LIKE ? ESCAPE '\\'))")
+        where = " AND ".join([term] * len(words)) or "1"
+        args = [a for w in words for a in (f"%{w}%", f"%{w}%")]
+        total = self.db.execute(f"SELECT COUNT(*) FROM entries e WHERE {where}", args).fetchone()[0]
+        rows = self.db.execute(f"SELECT e.id, e.metadata FROM entries e WHERE {where} ORDER BY e.seq LIMIT ? OFFSET ?",
+                               [*args, int(limit), int(offset)])
+        return total, [(eid, json.loads(meta)) for eid, meta in rows]
+
+    def image_source(self, row: int) -> tuple[str, bool, tuple[float, float, float]]:
+        """Where an image was read from when it was added, whether its coin was found, and its circle there."""
+        found = self.db.execute("SELECT path, found, cx, cy, r FROM images WHERE row=?", (int(row),)).fetchone()
+        if found is None:
+            raise CatalogueError(f"{self.root}: no image row {row}")
+        return found[0], bool(found[1]), tuple(found[2:])
 
     def entry_rows(self, entry_id: str) -> list[tuple[int, str | None]]:
         return list(self.db.execute("SELECT row, side FROM images WHERE entry_id=? ORDER BY row", (entry_id,)))
