@@ -167,7 +167,9 @@ class Catalogue:
         query = verification.extract(crop)
         if row is None:
             row = max(stored, key=lambda r: verification.match(query, stored[r]).inliers)
-        return evidence(crop, self.crop(row), query, stored[row])
+        found = evidence(crop, self.crop(row), query, stored[row])
+        found.row = row
+        return found
 
     # -- searching ------------------------------------------------------------------------------------
     @property

@@ -366,6 +366,9 @@ def embed(
     err.print(f"wrote {n} vectors of {dim} dimensions to {escape(str(out_path))}")
 
 
+from coinmatch import cli_collection  # noqa: E402,F401 (registers match and serve on app)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:

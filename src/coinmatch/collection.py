@@ -25,6 +25,7 @@ from coinmatch import CoinmatchError
 
 if TYPE_CHECKING:
     from coinmatch.api import Catalogue
+    from coinmatch.prepare import PreparedCoin
     from coinmatch.search import Match, QueryResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
@@ -69,7 +70,7 @@ class Appearance:
 class CoinResult:
     coin: CollectionCoin
     results: dict[str, "QueryResult"]  # catalogue name -> its answer
-    crops: dict[str | None, np.ndarray] = field(default_factory=dict)  # each face's coin, 256 px, for reports
+    faces: dict[str | None, "PreparedCoin"] = field(default_factory=dict)  # each face's coin, its crop 256 px
     chain: list[Appearance] = field(default_factory=list)
     error: str | None = None  # why the coin could not be searched (an unreadable photo)
 
@@ -211,13 +212,14 @@ def judged_same(result: "QueryResult", match: "Match", calibration: dict) -> boo
 def match_coin(catalogues: dict[str, "Catalogue"], coin: CollectionCoin, top_k: int = 5, verify: bool = True,
                candidates: int = 20) -> CoinResult:
     """One coin searched in every catalogue, its chain assembled; an unreadable photo is this coin's error."""
-    from coinmatch.prepare import prepare_any
+    from coinmatch.prepare import PreparedCoin, prepare_any
 
     try:
         faces = {side: prepare_any(p.data, name=p.name) for side, p in coin.faces.items()}
     except CoinmatchError as exc:
         return CoinResult(coin, {}, error=str(exc))
-    out = CoinResult(coin, {}, {side: _small(p.crop) for side, p in faces.items()})
+    # kept at verification's size: evidence drawn later from them gives the inliers the search gave
+    out = CoinResult(coin, {}, {side: PreparedCoin(_small(p.crop), p.location, p.source) for side, p in faces.items()})
     for name, cat in catalogues.items():
         if None in faces:
             result = cat.search(faces[None], top_k=top_k, verify=verify, candidates=candidates)
@@ -234,7 +236,7 @@ def match_coin(catalogues: dict[str, "Catalogue"], coin: CollectionCoin, top_k: 
 
 
 def _small(crop: np.ndarray, side: int = 256) -> np.ndarray:
-    import cv2
+    import cv2  # noqa: I001
 
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
 

@@ -62,6 +62,7 @@ class Evidence:
     candidate: np.ndarray  # the candidate's crop
     aligned: np.ndarray | None  # the query turned and scaled onto the candidate (None where no fit was accepted)
     matches: np.ndarray  # the aligned query (or the query) beside the candidate, the inliers joined
+    row: int | None = None  # the catalogue image compared, where the candidate is a catalogue entry
 
 
 def evidence(query_crop: np.ndarray, candidate_crop: np.ndarray,

@@ -85,7 +85,7 @@ def report_html(results: list[CoinResult], catalogues: dict[str, "Catalogue"], s
     coins = []
     for r in results:
         best = r.best
-        coins.append({"result": r, "photos": {side: jpeg_data_uri(c, 200) for side, c in r.crops.items()},
+        coins.append({"result": r, "photos": {side: jpeg_data_uri(p.crop, 200) for side, p in r.faces.items()},
                       "best": best, "best_image": image_of(*best[:1], best[1].row) if best else None,
                       "chain": [(a, image_of(a.catalogue, a.match.row)) for a in r.chain]})
     template = _env.get_template("report.html")

@@ -1,0 +1,103 @@
+"""The command line's collection verbs: ``match`` (a whole collection, its provenance report) and ``serve`` (the
+web app). Registered on :data:`coinmatch.cli.app`; like the rest of the CLI, no logic of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from tqdm import tqdm
+
+from coinmatch import CoinmatchError
+from coinmatch.cli import _emit_json, app, err, out
+
+CatalogueOpt = typer.Option(None, "--catalogue",
+                            help="Another catalogue, as NAME=DIR (repeat it): a coin is searched in every one.")
+
+
+def named_catalogues(first: Path | None, more: list[str] | None) -> dict[str, Path]:
+    """{name: folder} from a first catalogue folder (named after it) and NAME=DIR options."""
+    found: dict[str, Path] = {}
+    if first is not None:
+        found[first.resolve().name or "catalogue"] = first
+    for spec in more or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise CoinmatchError(f"--catalogue {spec!r}: write NAME=DIR")
+        if name.strip() in found:
+            raise CoinmatchError(f"--catalogue {spec!r}: the name {name.strip()!r} is used twice")
+        found[name.strip()] = Path(folder.strip())
+    if not found:
+        raise CoinmatchError("give a catalogue folder, or --catalogue NAME=DIR")
+    return found
+
+
+@app.command("match")
+def match_cmd(
+    catalogue: Path = typer.Argument(..., help="The catalogue to search."),
+    collection: Path = typer.Argument(..., help="A folder of photos, a zip of them, or a manifest (CSV)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for report.csv and report.html."),
+    more: Optional[list[str]] = CatalogueOpt,
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify by local features (the evidence)."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Matches kept per coin and catalogue."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Match a whole collection: each coin's best match, decision and provenance chain, as CSV and a printable
+    HTML report. NAME_obv.jpg and NAME_rev.jpg are one coin by both faces."""
+    from coinmatch.api import Catalogue
+    from coinmatch.collection import match_collection, read_collection, searched_at
+    from coinmatch.report import write_report
+
+    coins = read_collection(collection)
+    folders = named_catalogues(catalogue, more)
+    catalogues = {name: Catalogue.open(folder) for name, folder in folders.items()}
+    try:
+        searched = searched_at()
+        bar = tqdm(total=len(coins), desc="matching", unit="coin", disable=as_json)
+        results = match_collection(catalogues, coins, top_k=top_k, verify=verify,
+                                   on_progress=lambda done, total: bar.update(1))
+        bar.close()
+        paths = write_report(results, catalogues, out_dir,
+                             {"verify": verify, "top_k": top_k, "catalogues": ", ".join(catalogues)}, searched)
+    finally:
+        for cat in catalogues.values():
+            cat.close()
+    summary = {"coins": len(results), "matched": sum(r.decision == "match" for r in results),
+               "unreadable": sum(r.error is not None for r in results), "csv": str(paths["csv"]),
+               "html": str(paths["html"])}
+    if as_json:
+        _emit_json(summary)
+        return
+    out.print(f"{summary['coins']} coins, {summary['matched']} matched, {summary['unreadable']} unreadable; "
+              f"wrote {escape(summary['csv'])} and {escape(summary['html'])}")
+    for r in results:
+        if r.error:
+            err.print(f"[yellow]unreadable:[/] {escape(r.error)}", highlight=False)
+
+
+@app.command()
+def serve(
+    catalogue: Optional[Path] = typer.Argument(None, help="The catalogue to serve (named after its folder)."),
+    more: Optional[list[str]] = CatalogueOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every network)."),
+    port: int = typer.Option(8000, "--port"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify searches by default."),
+    top_k: int = typer.Option(5, "--top-k", min=1),
+):
+    """The web app: identify a coin in a browser, see the evidence, match a collection, browse the catalogue."""
+    import uvicorn
+
+    from coinmatch.web.app import create_app
+    from coinmatch.web.service import Service
+
+    service = Service(named_catalogues(catalogue, more), verify=verify, top_k=top_k)
+    err.print("loading the models...")
+    service.warm()
+    err.print(f"coinmatch serving {', '.join(escape(n) for n in service.catalogues)} at http://{host}:{port}/ "
+              f"(API: http://{host}:{port}/docs)")
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    finally:
+        service.close()

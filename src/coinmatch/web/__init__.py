@@ -1,0 +1,1 @@
+"""The browser app over the Python API: `coinmatch serve` (see :mod:`coinmatch.web.app`)."""
