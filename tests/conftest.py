@@ -145,3 +145,37 @@ def broken_files(tmp_path, pair_paths) -> dict[str, Path]:
         p.write_bytes(data)
         out[name] = p
     return out
+
+
+@pytest.fixture(scope="session")
+def sales(tmp_path_factory, demo_dir) -> dict[str, Path]:
+    """Two catalogues of real photos laid out as two auction sales (the sale columns are made up for the tests):
+    "sale-1987" holds the demo catalogue photos of the first 12 queried coins and 12 other coins; "sale-1975" holds
+    other photos of 6 of those 12 coins (the demo queries), so those six have a chain of two sales."""
+    from coinmatch.catalog.build import build_catalogue
+
+    root = tmp_path_factory.mktemp("sales")
+    queried = [q["coin_id"] for q in demo_rows("queries.csv")]
+    rows = demo_rows("catalogue.csv")
+    first = [r for r in rows if r["id"] in queried[:12]] + [r for r in rows if r["id"] not in queried][:12]
+    sale_a = [{"image": str(demo_dir / r["image"]), "id": r["id"], "type": f"euro {r['denomination']}",
+               "auction": "Example Auctions", "sale": "Sale 12", "lot": str(100 + i), "date": "12 May 1987",
+               "price": f"{20 + i} EUR"} for i, r in enumerate(first)]
+    sale_b = [{"image": str(demo_dir / q["image"]), "id": f"B-{q['coin_id']}", "type": f"euro {q['denomination']}",
+               "auction": "Other House", "sale": "Sale 3", "lot": str(i + 1), "date": "1975", "price": ""}
+              for i, q in enumerate(demo_rows("queries.csv")[:6])]
+    out = {}
+    for name, manifest in (("sale-1987", sale_a), ("sale-1975", sale_b)):
+        build_catalogue(root / name, write_manifest(root / f"{name}.csv", manifest), progress=False)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="session")
+def sold_photos(demo_dir) -> dict[str, list[Path]]:
+    """The demo query photos by what the ``sales`` catalogues hold: "both" (their coins are in both sales), "one"
+    (in sale-1987 only) and "none" (coins in neither)."""
+    queries = demo_rows("queries.csv")
+    return {"both": [demo_dir / q["image"] for q in queries[:6]],
+            "one": [demo_dir / q["image"] for q in queries[6:12]],
+            "none": [demo_dir / q["image"] for q in queries[12:]]}

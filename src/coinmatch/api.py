@@ -86,21 +86,26 @@ class Catalogue:
 
     def add_entry(self, entry_id: str, metadata: dict[str, str] | None = None, image: Any = None,
                   obverse: Any = None, reverse: Any = None) -> dict:
-        """Add one entry from its image (or its ``obverse`` and/or ``reverse``), given as a path or the file's bytes,
-        with its record; searchable at once. The catalogue keeps a copy of each image in its ``images/`` folder.
+        """Add one entry from its image (or its ``obverse`` and/or ``reverse``), each a path, the file's bytes, or
+        (name, bytes), with its record; searchable at once. The catalogue keeps a copy of each image in its ``images/`` folder.
         Returns :meth:`info` with ``added``."""
         from coinmatch import CoinmatchError
         from coinmatch.catalog.build import add_uploaded_entry
 
         faces = []
         for side, photo in ((None, image), ("obverse", obverse), ("reverse", reverse)):
-            if photo is not None:
-                name = str(photo) if isinstance(photo, (str, Path)) else f"<{side or 'image'} of {entry_id}>"
-                faces.append((side, Path(photo).read_bytes() if isinstance(photo, (str, Path)) and Path(photo).is_file()
-                              else photo, name))
-        if any(not isinstance(data, bytes) for _, data, _ in faces):
-            missing = next(name for _, data, name in faces if not isinstance(data, bytes))
-            raise CoinmatchError(f"{missing}: file not found (give a path to an image or the file's bytes)")
+            if photo is None:
+                continue
+            if isinstance(photo, tuple):  # (name, bytes): an upload
+                name, data = photo
+            elif isinstance(photo, bytes):
+                name, data = f"<{side or 'image'} of {entry_id}>", photo
+            else:
+                name = str(photo)
+                if not Path(photo).is_file():
+                    raise CoinmatchError(f"{name}: file not found")
+                data = Path(photo).read_bytes()
+            faces.append((side, data, name))
         with self._lock:
             self._drop_searcher()
             return add_uploaded_entry(self.path, entry_id, metadata or {}, faces, backend=self.backend)

@@ -152,7 +152,8 @@ def read_zip(data: bytes, label: str = "<zip>") -> list[Photo]:
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CoinmatchError(f"{label}: not a readable zip archive ({exc})") from exc
     members = [i for i in archive.infolist() if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
-               and not any(part.startswith((".", "__MACOSX")) for part in Path(i.filename).parts)]
+               and not any(part.startswith((".", "__MACOSX")) and part not in ("..", ".")
+                           for part in Path(i.filename).parts)]  # hidden files and macOS resource forks
     if len(members) > ZIP_MAX_FILES:
         raise CoinmatchError(f"{label}: {len(members)} images; at most {ZIP_MAX_FILES} are taken at once")
     if sum(i.file_size for i in members) > ZIP_MAX_BYTES:

@@ -19,13 +19,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from coinmatch import CoinmatchError, __version__
-from coinmatch.web.service import MAX_UPLOAD_BYTES, MAX_ZIP_BYTES, NotFound, Service, TooLarge
+from coinmatch.web.service import NotFound, Service, TooLarge
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 48
 
 
-def _read(upload: UploadFile | None, limit: int = MAX_UPLOAD_BYTES) -> tuple[str, bytes] | None:
+def _read(upload: UploadFile | None, limit: int) -> tuple[str, bytes] | None:
     """An uploaded file's name (a label only) and bytes, refused past ``limit`` before it is read whole."""
     if upload is None or not upload.filename:
         return None
@@ -55,6 +55,19 @@ def create_app(service: Service) -> FastAPI:
 
     app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
 
+    def read(upload: UploadFile | None) -> tuple[str, bytes] | None:
+        return _read(upload, service.max_upload)
+
+    def files_of(files: list[UploadFile]) -> list[tuple[str, bytes]]:
+        """Photos and zips of photos, each within its limit."""
+        read_all = [_read(f, service.max_zip if (f.filename or "").lower().endswith(".zip") else service.max_upload)
+                    for f in files]
+        return [r for r in read_all if r]
+
+    def faces_of(image, obverse, reverse) -> dict[str | None, tuple[str, bytes]]:
+        faces = {None: read(image), "obverse": read(obverse), "reverse": read(reverse)}
+        return {side: f for side, f in faces.items() if f}
+
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         context.setdefault("error", None)
         return templates.TemplateResponse(request, template, {"catalogues": list(service.catalogues), "version": __version__,
@@ -81,8 +94,8 @@ def create_app(service: Service) -> FastAPI:
                       reverse: UploadFile | None = File(None), catalogue: str | None = Form(None),
                       verify: bool = Form(False), top_k: int = Form(5)):
         try:
-            photo = _read(file)
-            uploads = {None: photo} if photo else {"obverse": _read(obverse), "reverse": _read(reverse)}
+            photo = read(file)
+            uploads = {None: photo} if photo else {"obverse": read(obverse), "reverse": read(reverse)}
             query = service.identify(uploads, catalogue, max(1, min(top_k, 50)), verify)
         except CoinmatchError as exc:
             status = 413 if isinstance(exc, TooLarge) else 404 if isinstance(exc, NotFound) else 400
@@ -112,7 +125,7 @@ def create_app(service: Service) -> FastAPI:
     def collection_start(request: Request, files: list[UploadFile] = File(...), verify: bool = Form(False),
                          top_k: int = Form(5)):
         try:
-            job = service.start_collection(_files(files), verify, max(1, min(top_k, 50)))
+            job = service.start_collection(files_of(files), verify, max(1, min(top_k, 50)))
         except CoinmatchError as exc:
             return page(request, "collection.html", 413 if isinstance(exc, TooLarge) else 400, job=None,
                         error=str(exc))
@@ -161,7 +174,7 @@ def create_app(service: Service) -> FastAPI:
                  field_value: list[str] = Form([])):
         metadata = {k.strip(): v.strip() for k, v in zip(field_name, field_value) if k.strip() and v.strip()}
         try:
-            service.add_entry(name, entry_id, metadata, _faces(image, obverse, reverse))
+            service.add_entry(name, entry_id, metadata, faces_of(image, obverse, reverse))
         except CoinmatchError as exc:
             return page(request, "add.html", 413 if isinstance(exc, TooLarge) else 400, name=name,
                         columns=_columns(name), values={"id": entry_id, **metadata}, error=str(exc))
@@ -213,10 +226,10 @@ def create_app(service: Service) -> FastAPI:
                                                                                  description="Verify (default: the server's setting).")):
         """One coin's best catalogue entries: the object that `coinmatch search --json` prints for one photo. The
         header `X-Query-Id` names the query for `/api/evidence`."""
-        first = _read(file)
+        first = read(file)
         if first is None:
             raise CoinmatchError("no photo in field 'file'")
-        second = _read(reverse)
+        second = read(reverse)
         uploads = {"obverse": first, "reverse": second} if second else {None: first}
         query = service.identify(uploads, catalogue, top_k, verify)
         result = next(iter(query.results.values()))
@@ -262,14 +275,14 @@ def create_app(service: Service) -> FastAPI:
             raise CoinmatchError(f"metadata: not JSON ({exc})") from exc
         if not isinstance(fields, dict):
             raise CoinmatchError("metadata: give a JSON object of column -> text")
-        service.add_entry(name, entry_id, {str(k): str(v) for k, v in fields.items()}, _faces(image, obverse, reverse))
+        service.add_entry(name, entry_id, {str(k): str(v) for k, v in fields.items()}, faces_of(image, obverse, reverse))
         return service.entry(name, entry_id)
 
     @app.post("/api/collections", tags=["collection"], status_code=202)
     def api_collection(files: list[UploadFile] = File(..., description="Photos and/or zips of photos."),
                        verify: bool | None = Form(None), top_k: int = Form(5, ge=1, le=50)):
         """Match a collection in the background against every catalogue; poll `/api/collections/{id}`."""
-        return service.start_collection(_files(files), verify, top_k).summary()
+        return service.start_collection(files_of(files), verify, top_k).summary()
 
     @app.get("/api/collections/{job_id}", tags=["collection"])
     def api_job(job_id: str, results: bool = False):
@@ -289,21 +302,6 @@ def create_app(service: Service) -> FastAPI:
                                    swagger_ui_parameters={"validatorUrl": None})  # no call to swagger.io
 
     return app
-
-
-def _files(files: list[UploadFile]) -> list[tuple[str, bytes]]:
-    out = []
-    for f in files:
-        limit = MAX_ZIP_BYTES if (f.filename or "").lower().endswith(".zip") else MAX_UPLOAD_BYTES
-        read = _read(f, limit)
-        if read:
-            out.append(read)
-    return out
-
-
-def _faces(image, obverse, reverse) -> dict[str | None, tuple[str, bytes]]:
-    faces = {None: _read(image), "obverse": _read(obverse), "reverse": _read(reverse)}
-    return {side: f for side, f in faces.items() if f}
 
 
 def _coin_json(r) -> dict:

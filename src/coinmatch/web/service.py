@@ -77,7 +77,7 @@ class Job:
         return out
 
 
-def read_upload(data: bytes, name: str, limit: int = MAX_UPLOAD_BYTES) -> bytes:
+def read_upload(data: bytes, name: str, limit: int) -> bytes:
     if len(data) > limit:
         raise TooLarge(f"{name}: {len(data) / 1024**2:.1f} MB; the limit is {limit // 1024**2} MB")
     if not data:
@@ -110,6 +110,7 @@ class Service:
             raise CoinmatchError("no catalogue to serve")
         self.catalogues = {name: Catalogue.open(path, backend=backend) for name, path in catalogues.items()}
         self.verify, self.top_k = verify, top_k
+        self.max_upload, self.max_zip = MAX_UPLOAD_BYTES, MAX_ZIP_BYTES  # bytes of one photo, of one zip
         self._queries: OrderedDict[str, Query] = OrderedDict()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._evidence: OrderedDict[tuple, Evidence] = OrderedDict()
@@ -142,7 +143,7 @@ class Service:
             raise CoinmatchError("no photo given: choose a photo of the coin (or its obverse and reverse)")
         faces, pictures = {}, {}
         for side, (label, data) in uploads.items():
-            rgb = load_rgb(read_upload(data, label), name=label)
+            rgb = load_rgb(read_upload(data, label, self.max_upload), name=label)
             faces[side] = prepare_array(rgb, label)
             pictures[side] = outlined(rgb, faces[side])
         top_k = top_k or self.top_k
@@ -221,7 +222,7 @@ class Service:
     def add_entry(self, catalogue: str, entry_id: str, metadata: dict[str, str],
                   uploads: dict[str | None, tuple[str, bytes]]) -> dict:
         _, cat = self.catalogue(catalogue)
-        faces = {side: read_upload(data, label) for side, (label, data) in uploads.items() if data}
+        faces = {side: (label, read_upload(data, label, self.max_upload)) for side, (label, data) in uploads.items()}
         return cat.add_entry(entry_id, metadata, image=faces.get(None), obverse=faces.get("obverse"),
                              reverse=faces.get("reverse"))
 
@@ -232,9 +233,9 @@ class Service:
         photos = []
         for label, data in uploads:
             if label.lower().endswith(".zip"):
-                photos += read_zip(read_upload(data, label, MAX_ZIP_BYTES), label)
+                photos += read_zip(read_upload(data, label, self.max_zip), label)
             elif data:
-                photos.append(Photo(label, read_upload(data, label)))
+                photos.append(Photo(label, read_upload(data, label, self.max_upload)))
         if not photos:
             raise CoinmatchError("no photos given: choose photos of the coins, or a zip of them")
         settings = {"verify": self.verify if verify is None else verify, "top_k": top_k or self.top_k,
