@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install benchmarks default-model clean
+.PHONY: demo test install browser benchmarks default-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) demo/run_demo.py out/demo
 
-test: $(STAMP)
+# the browser tests drive Debian's Chromium (never a downloaded browser); as root, it is installed when missing.
+# Without it those tests are skipped, with the reason printed, and the rest run.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1) ; } || \
+		echo "chromium is not installed (apt-get install chromium): the browser tests will be skipped"
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # the benchmarks a maintainer reruns (about 30 minutes on 2 cores); each prints its figures and writes them to

@@ -192,3 +192,46 @@ def test_the_cli_and_the_api_answer_alike(built, demo_dir):
     with Catalogue.open(built) as cat:
         assert json.loads(proc.stdout) == cat.search(photo, verify=True).to_dict()
 
+
+
+def test_evidence_is_the_searchs_verification_with_the_photo_turned_onto_the_entry(built, demo_dir):
+    from coinmatch.evaluation.protocol import rotate
+    from coinmatch.images import load_rgb
+    from coinmatch.segment import coin_mask
+
+    q = demo_rows("queries.csv")[3]
+    turned = rotate(load_rgb(demo_dir / q["image"]), 70)
+    with Catalogue.open(built) as cat:
+        best = cat.search(turned, top_k=1, verify=True).matches[0]
+        ev = cat.evidence(turned, best.id)
+    assert best.id == q["coin_id"] and ev.verification.inliers == best.inliers and ev.row == best.row
+    assert abs(abs(ev.verification.rotation) - 70) < 5  # the turn that undoes the query's
+    assert ev.aligned.shape == ev.candidate.shape == (400, 400, 3)
+    # turned back onto the entry, the coin in the photo lies closer to it than as taken (inside the coin: the
+    # corners turned in from outside the crop are blank)
+    inside = coin_mask(400, radius_fraction=0.8) > 0
+    diff = lambda a: float(np.abs(a.astype(np.int16) - ev.candidate.astype(np.int16))[inside].mean())  # noqa: E731
+    assert diff(ev.aligned) < diff(ev.query)
+
+
+def test_entries_are_browsed_and_searched_by_text_and_added_from_bytes(built, tmp_path, demo_dir):
+    path = copy_of(built, tmp_path)
+    with Catalogue.open(path) as cat:
+        total, first = cat.entries(limit=10)
+        assert total == 60 and len(first) == 10 and first[0]["images"][0]["thumb"].startswith("thumbs/")
+        assert cat.entries(limit=10, offset=55)[1][-1]["id"] == cat.entries("", 1, 59)[1][0]["id"]
+        fields = [" ".join((r["id"], r["denomination"], r["source"])).lower() for r in demo_rows("catalogue.csv")]
+        expected = sum("img_4197" in f and "1e" in f for f in fields)
+        assert 0 < expected < 60 and cat.entries("IMG_4197 1E")[0] == expected  # any case, every word, any column
+        assert cat.entries("100%_")[0] == 0  # LIKE's wildcards are plain characters
+        photo = demo_dir / demo_rows("queries.csv")[0]["image"]
+        info = cat.add_entry("added", {"sale": "Sale 1", "lot": "7"}, image=("upload.jpg", photo.read_bytes()))
+        assert info["entries"] == 61 and cat.entry("added")["metadata"] == {"sale": "Sale 1", "lot": "7"}
+        assert cat.search(photo, top_k=1, verify=True).matches[0].inliers > 30
+        with pytest.raises(CoinmatchError, match="nope.jpg: file not found"):
+            cat.add_entry("x", image=tmp_path / "nope.jpg")
+        with pytest.raises(CoinmatchError, match="'image' cannot be a metadata column"):
+            cat.add_entry("y", {"image": "z"}, image=photo)
+        with pytest.raises(CoinmatchError, match="no entry 'x'"):
+            cat.entry("x")
+        assert len(list((path / "images").iterdir())) == 1  # the refused additions left no file behind

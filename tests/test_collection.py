@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from coinmatch import CoinmatchError
-from coinmatch.collection import (Photo, UNCALIBRATED_MIN_INLIERS, match_collection, pair_faces, read_collection,
+from coinmatch.collection import (Photo, DEFAULT_VERIFIED_THRESHOLD, match_collection, pair_faces, read_collection,
                                   read_zip, sale_date)
 
 
@@ -111,12 +111,12 @@ def test_provenance_chains_across_two_sales_of_real_photos(matched):
         coin_id = r.coin.name.removesuffix("_b")
         assert [(a.catalogue, a.match.id, a.date) for a in r.chain] == [
             ("sale-1975", f"B-{coin_id}", "1975"), ("sale-1987", coin_id, "12 May 1987")]
-        assert r.decision == "match" and all(a.match.inliers >= UNCALIBRATED_MIN_INLIERS for a in r.chain)
+        assert r.decision == "match" and all(a.match.verified_score >= DEFAULT_VERIFIED_THRESHOLD for a in r.chain)
     for r in results[3:6]:  # in one sale only
         assert [a.match.id for a in r.chain] == [r.coin.name.removesuffix("_b")] and r.decision == "match"
-    for r in results[6:9]:  # in neither: the best wrong candidate keeps too few inliers to join a chain
+    for r in results[6:9]:  # in neither: the best wrong candidate is too far to join a chain
         assert r.chain == [] and r.decision == "no_match"
-        assert r.best[1].inliers < UNCALIBRATED_MIN_INLIERS
+        assert r.best[1].verified_score < DEFAULT_VERIFIED_THRESHOLD
     broken = by_name["broken"]
     assert broken.error and "broken.jpg" in broken.error and broken.results == {} and broken.decision is None
 
@@ -129,7 +129,7 @@ def test_report_csv_and_self_contained_html(matched, tmp_path):
     rows = list(csv.DictReader(open(paths["csv"], encoding="utf-8")))
     assert [r["coin"] for r in rows] == [r.coin.name for r in results]
     first = rows[0]
-    assert first["decision"] == "match" and int(first["inliers"]) >= UNCALIBRATED_MIN_INLIERS
+    assert first["decision"] == "match" and float(first["verified_score"]) >= DEFAULT_VERIFIED_THRESHOLD
     assert first["chain"].startswith("sale-1975:B-") and "(12 May 1987)" in first["chain"]
     assert first["auction"] in ("Other House", "Example Auctions") and first["lot"]  # the record's own columns
     assert rows[-1]["error"] and not rows[-1]["match"]

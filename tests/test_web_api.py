@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import png_with_size
+from conftest import png_with_size
 
 
 @pytest.fixture(scope="module")

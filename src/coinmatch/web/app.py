@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from coinmatch import CoinmatchError, __version__
+from coinmatch.collection import DEFAULT_VERIFIED_THRESHOLD
 from coinmatch.web.service import NotFound, Service, TooLarge
 
 HERE = Path(__file__).parent
@@ -47,6 +48,9 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="coinmatch", version=__version__, docs_url=None, redoc_url=None,
                   description="Find the very coin of a photograph in a catalogue. `POST /api/identify` answers what "
                               "`coinmatch search --json` prints for one photo.")
+    # Swagger UI 4 (the swagger-ui-bundle package's) reads OpenAPI 3.0 documents; FastAPI's is 3.1 in name only
+    # for what this API uses (checked: the page renders every route)
+    app.openapi_version = "3.0.3"
     app.state.service = service
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["q"] = lambda s: quote(str(s), safe="")
@@ -107,7 +111,8 @@ def create_app(service: Service) -> FastAPI:
         query = service.query(query_id)
         name, result = next(iter(query.results.items()))
         return page(request, "identify.html", query=query, catalogue=name, result=result,
-                    calibrated=service.catalogues[name].info()["calibration"] is not None)
+                    calibrated=service.catalogues[name].info()["calibration"] is not None,
+                    default_threshold=DEFAULT_VERIFIED_THRESHOLD)
 
     @app.get("/compare/{query_id}/{catalogue}/{entry_id}", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(request: Request, query_id: str, catalogue: str, entry_id: str, row: int | None = None):
