@@ -119,7 +119,9 @@ def collection(url: str, photos: list[Path], truth: dict[str, str]) -> dict:
     rows = list(csv.DictReader(io.StringIO(httpx.get(f"{url}/collection/{job}/report.csv").text)))
     right = sum((r["decision"] == "match" and r["match"] == truth.get(r["coin"])) or
                 (r["decision"] == "no_match" and r["coin"] not in truth) for r in rows)
+    links = [(r["coin"], link.split(":", 1)[1]) for r in rows for link in r["chain"].split(" > ") if link]
     return {"photos": len(photos), "seconds": wall, "photos_per_s": len(photos) / wall,
+            "chain_links": len(links), "false_links": sum(entry != truth.get(coin) for coin, entry in links),
             "matched": sum(r["decision"] == "match" for r in rows), "right": right,
             "false_matches": sum(r["decision"] == "match" and r["match"] != truth.get(r["coin"]) for r in rows),
             "report_kb": len(report.content) // 1024}
@@ -170,7 +172,8 @@ def main() -> None:
     part3 = (f"3. A collection of {coll['photos']} photos against the pairs catalogue (955 entries), verified: "
              f"{coll['seconds']:.0f} s from the upload to the report ({coll['photos_per_s']:.2f} photos/s); "
              f"{coll['matched']} matched, {coll['right']} of {coll['photos']} decisions right, "
-             f"{coll['false_matches']} false matches; report {coll['report_kb']} KB")
+             f"{coll['false_matches']} false matches; {coll['chain_links']} chain links, {coll['false_links']} to "
+             f"another coin; report {coll['report_kb']} KB")
     print(part3)
     save_results("web", [{"part": "separation", **r} for r in found] + [{"part": "identify", **r} for r in timings]
                  + [{"part": "collection", **coll}], "\n\n".join([text, part2, part3]))

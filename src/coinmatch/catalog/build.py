@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import Entry, read_manifest
-from coinmatch.catalog.store import Catalogue, CatalogueError, NewImage, is_catalogue, replace_folder
+from coinmatch.catalog.folders import CatalogueError, is_catalogue, replace_folder
+from coinmatch.catalog.store import Catalogue, NewImage
 from coinmatch.models.modelfile import BUILTIN_PREFIX, load_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import PreparedCoin, prepare_photo
@@ -71,7 +72,7 @@ def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = 
                     skip_bad: bool = False, progress: bool = True, index_factory: str = "Flat",
                     features: bool = True) -> dict:
     """Build a catalogue from a manifest in a temporary folder, then move it into place (see
-    :func:`coinmatch.catalog.store.replace_folder`). ``features``: store local features for verification."""
+    :func:`coinmatch.catalog.folders.replace_folder`). ``features``: store local features for verification."""
     root = Path(root)
     if root.exists() and not is_catalogue(root) and root.is_dir() and any(root.iterdir()):
         raise CatalogueError(f"{root}: folder exists and is not a catalogue; refusing to overwrite it")

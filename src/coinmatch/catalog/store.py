@@ -17,7 +17,6 @@ the last good catalogue; files left over from it are removed on the next write.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -28,10 +27,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from coinmatch import CoinmatchError
+from coinmatch.catalog.folders import DB_NAME, CatalogueError, is_catalogue, recover_folder
 from coinmatch.segment import FINDER_VERSION
 
-DB_NAME = "catalog.sqlite"
 FORMAT_VERSION = 1
 HNSW_EF_SEARCH = 128  # search breadth of an HNSW index: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
 
@@ -51,10 +49,6 @@ CREATE TABLE IF NOT EXISTS features (
     row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
     keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
 """ + ANGLES_TABLE + ";\n"
-
-
-class CatalogueError(CoinmatchError):
-    """A catalogue cannot be used as asked; the message names the folder and the cause."""
 
 
 @dataclass
@@ -83,10 +77,6 @@ class NewImage:
     warnings: list[str]
     features: tuple[str, bytes, bytes] | None = None  # (method, keypoints, descriptors)
     angles: np.ndarray | None = None  # rotations x dim: the model's vector at each angle, when it has several
-
-
-def is_catalogue(path: str | Path) -> bool:
-    return (Path(path) / DB_NAME).is_file()
 
 
 class Catalogue:
@@ -417,40 +407,3 @@ class Catalogue:
             "created": self.meta("created"),
             "updated": self.meta("updated"),
         }
-
-
-def _set_aside(target: Path) -> Path:
-    """Where :func:`replace_folder` keeps the catalogue it replaces until the new one is in place."""
-    return target.with_name(f".{target.name}.replaced")
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Move a freshly built catalogue into place, replacing any catalogue there.
-
-    A folder cannot be swapped for another in one rename, so the old one is first set aside under a fixed name
-    and the new one renamed into place. A crash between the two leaves no folder at ``target`` but the old
-    catalogue set aside, which :func:`recover_folder` (called by every open and build) moves back: the last good
-    catalogue is never lost."""
-    recover_folder(target)
-    if target.exists():
-        if not is_catalogue(target) and any(target.iterdir()):
-            raise CatalogueError(f"{target}: folder exists and is not a catalogue; refusing to overwrite it")
-        aside = _set_aside(target)
-        os.replace(target, aside)
-        os.replace(new, target)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(new, target)
-
-
-def recover_folder(target: Path) -> None:
-    """Finish what an interrupted :func:`replace_folder` left: with no catalogue at ``target``, the one set aside
-    goes back; with one there, the one set aside is removed."""
-    aside = _set_aside(Path(target))
-    if not aside.exists():
-        return
-    if Path(target).exists():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(aside, target)
