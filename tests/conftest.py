@@ -22,6 +22,11 @@ os.environ.setdefault("COINMATCH_CACHE", str(ROOT / ".cache" / "coinmatch"))
 # the untrained one-angle ImageNet model, 16 times cheaper than the default's 16 angles. The bundled default model
 # itself, and a catalogue built with it through the CLI, are tested in test_default_model.py.
 os.environ["COINMATCH_MODEL"] = "builtin:efficientnet_lite0"
+# Parallel workers (pytest -n 2 on 2 cores): one thread each for ONNX Runtime and torch (and the CLI processes they
+# start), rather than each fighting the other for every core.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("COINMATCH_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 from coinmatch.models.modelfile import ModelConfig  # noqa: E402 (after the cache folder is set)

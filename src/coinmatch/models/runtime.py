@@ -133,6 +133,9 @@ def onnx_session(path: Path, device: str):
         providers.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    threads = os.environ.get("COINMATCH_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:  # fewer than every core: a shared machine, parallel test workers
+        opts.intra_op_num_threads = int(threads)
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
