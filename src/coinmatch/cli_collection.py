@@ -77,6 +77,47 @@ def match_cmd(
             err.print(f"[yellow]unreadable:[/] {escape(r.error)}", highlight=False)
 
 
+@app.command("link")
+def link_cmd(
+    catalogue: Path = typer.Argument(..., help="The catalogue whose entries are linked (a sale archive)."),
+    with_: Optional[list[Path]] = typer.Option(None, "--with", help="Another catalogue to link with (repeat it)."),
+    out_path: Path = typer.Option(..., "--out", help="The chains as CSV: group, catalogue, id, image, date, score, "
+                                                      "inliers, then the records' columns."),
+    report: Optional[Path] = typer.Option(None, "--report", help="An HTML page of the chains with their evidence."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="The chains as JSON."),
+    neighbours: int = typer.Option(10, "--neighbours", min=1, help="Nearest images of each image verified."),
+    threshold: Optional[float] = typer.Option(None, "--threshold",
+                                              help="Verified score of a link (default: the catalogue's calibrated "
+                                                   "one, else 1.2)."),
+):
+    """Find the same coin sold more than once: entries grouped one group per physical coin, each group ordered by
+    sale date (its provenance chain)."""
+    from coinmatch.api import Catalogue
+    from coinmatch.link import link_catalogues, write_chains
+
+    folders = {catalogue.resolve().name or "catalogue": catalogue}
+    for other in with_ or []:
+        name = other.resolve().name or "other"
+        while name in folders:
+            name += "'"
+        folders[name] = other
+    catalogues = {name: Catalogue.open(folder) for name, folder in folders.items()}
+    try:
+        total = sum(len(c) for c in catalogues.values())
+        bar = tqdm(total=total, desc="linking", unit="entry")
+        linked = link_catalogues(catalogues, neighbours, threshold,
+                                 on_progress=lambda done, _: bar.update(done - bar.n))
+        bar.close()
+        write_chains(linked, catalogues, out_path, report, json_path)
+    finally:
+        for cat in catalogues.values():
+            cat.close()
+    joined = sum(len(g) for g in linked.groups)
+    out.print(f"{len(linked.groups)} coins appear more than once ({joined} of {linked.entries} entries), links at a "
+              f"verified score of {linked.threshold:.3f}; {linked.pairs_scored} pairs scored in {linked.seconds:.0f} s "
+              f"({linked.entries_per_s:.1f} entries/s); wrote {escape(str(out_path))}")
+
+
 @app.command()
 def serve(
     catalogue: Optional[Path] = typer.Argument(None, help="The catalogue to serve (named after its folder)."),

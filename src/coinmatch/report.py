@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 
 CSV_COLUMNS = ["coin", "photos", "catalogue", "match", "score", "inliers", "verified_score", "decision", "warnings",
                "chain", "error"]
-_env = Environment(loader=PackageLoader("coinmatch", "templates"), autoescape=select_autoescape(["html"]))
+TEMPLATES = Environment(loader=PackageLoader("coinmatch", "templates"), autoescape=select_autoescape(["html"]))
 
 
-def jpeg_data_uri(rgb: np.ndarray, side: int = 256) -> str:
-    """An RGB image as an inline JPEG (data: URI), ``side`` px square."""
-    small = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA if rgb.shape[0] > side else cv2.INTER_CUBIC)
+def jpeg_data_uri(rgb: np.ndarray, side: int | None = 256) -> str:
+    """An RGB image as an inline JPEG (data: URI), ``side`` px square (None: as it is)."""
+    small = rgb if side is None else cv2.resize(
+        rgb, (side, side), interpolation=cv2.INTER_AREA if rgb.shape[0] > side else cv2.INTER_CUBIC)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
@@ -88,7 +89,7 @@ def report_html(results: list[CoinResult], catalogues: dict[str, "Catalogue"], s
         coins.append({"result": r, "photos": {side: jpeg_data_uri(p.crop, 200) for side, p in r.faces.items()},
                       "best": best, "best_image": image_of(*best[:1], best[1].row) if best else None,
                       "chain": [(a, image_of(a.catalogue, a.match.row)) for a in r.chain]})
-    template = _env.get_template("report.html")
+    template = TEMPLATES.get_template("report.html")
     return template.render(title=title, coins=coins, catalogues=about, settings=settings,
                            searched=searched or searched_at(), version=__version__,
                            matched=sum(1 for r in results if r.decision == "match"))
