@@ -29,9 +29,10 @@ def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verific
     pixels, default ``v.pairs``), the inliers and the fit written above."""
     s = verification.SIDE
     a, b = _resized(crop_a, side), _resized(crop_b, side)
-    canvas = np.full((side + 40, 2 * side + 20, 3), 255, np.uint8)
-    canvas[40:, :side] = a
-    canvas[40:, side + 20:] = b
+    top, gap, text = round(side / 10), round(side / 20), side / 500  # the header, the gap, the font: as side scales
+    canvas = np.full((side + top, 2 * side + gap, 3), 255, np.uint8)
+    canvas[top:, :side] = a
+    canvas[top:, side + gap:] = b
     k = side / s
     pairs = v.pairs if pairs is None else pairs
     verdict = f"{v.inliers} inliers"
@@ -42,14 +43,15 @@ def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verific
             verdict += f" ({MAX_DRAWN} drawn)"
         for xq, yq, xc, yc in pairs:
             colour = tuple(int(c) for c in rng.integers(60, 256, 3))
-            p = (int(xq * k), int(yq * k) + 40)
-            q = (int(xc * k) + side + 20, int(yc * k) + 40)
+            p = (int(xq * k), int(yq * k) + top)
+            q = (int(xc * k) + side + gap, int(yc * k) + top)
             cv2.circle(canvas, p, 3, colour, -1, cv2.LINE_AA)
             cv2.circle(canvas, q, 3, colour, -1, cv2.LINE_AA)
             cv2.line(canvas, p, q, colour, 1, cv2.LINE_AA)
     if v.rotation is not None:
         verdict += f", rotation {v.rotation:.0f} deg, scale {v.scale:.2f}"
-    cv2.putText(canvas, verdict, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+    cv2.putText(canvas, verdict, (round(side / 40), round(top * 0.7)), cv2.FONT_HERSHEY_SIMPLEX, text, (0, 0, 0),
+                max(1, round(2 * text)), cv2.LINE_AA)
     return canvas
 
 
