@@ -40,6 +40,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/web.py
 	$(PY) benchmarks/link.py
+	$(PY) benchmarks/dedup.py
 
 # the bundled default model (src/coinmatch/models/default.cm), made again from photos the project may redistribute
 # (the euro singles, MIT; the Wikimedia photos, CC): about 9 minutes on 2 cores. DATA: the shared data folder;

@@ -118,6 +118,44 @@ def link_cmd(
               f"({linked.entries_per_s:.1f} entries/s); wrote {escape(str(out_path))}")
 
 
+@app.command("dedup")
+def dedup_cmd(
+    source: Path = typer.Argument(..., help="A manifest (CSV) or a folder of photos."),
+    out_path: Path = typer.Option(..., "--out", help="groups.csv: group, image, kind (exact or near), one row per "
+                                                      "photo that has a duplicate."),
+    clean: Optional[Path] = typer.Option(None, "--clean", help="A manifest keeping one photo of each group (the "
+                                                                "largest) and every photo without a duplicate."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="A folder for a contact sheet (PNG) of each group."),
+    model: Optional[str] = typer.Option(None, "--model", help="The model whose vectors propose candidates."),
+):
+    """Find exact and near duplicates (one photograph re-compressed, resized, turned, cropped or grey). Deletes
+    nothing."""
+    from coinmatch.dedup import find_duplicates, write_outputs
+
+    photos = dedup_inputs(source)
+    bar = tqdm(total=len(photos), desc="examining", unit="img")
+    dups = find_duplicates(photos, model=model, on_progress=lambda done, _: bar.update(done - bar.n))
+    bar.close()
+    write_outputs(dups, source, out_path, clean, sheet)
+    out.print(f"{len(dups.groups)} groups of duplicates ({sum(len(g) for g in dups.groups)} of {len(dups.photos)} "
+              f"photos; {len(dups.dropped())} left out of a clean set); wrote {escape(str(out_path))}")
+    for s in dups.skipped:
+        err.print(f"[yellow]skipped:[/] {escape(s)}", highlight=False)
+
+
+def dedup_inputs(source: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every photo of a manifest (its paths as written) or a folder (relative to it)."""
+    from coinmatch.catalog.manifest import read_manifest
+    from coinmatch.collection import IMAGE_SUFFIXES
+
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise CoinmatchError(f"{source}: no photos in the folder")
+        return [(p.relative_to(source).as_posix(), p) for p in files]
+    return [(f.relpath, f.path) for e in read_manifest(source, per_row=True) for f in e.faces]
+
+
 @app.command()
 def serve(
     catalogue: Optional[Path] = typer.Argument(None, help="The catalogue to serve (named after its folder)."),

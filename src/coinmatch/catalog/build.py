@@ -20,7 +20,8 @@ from coinmatch.catalog.folders import CatalogueError, is_catalogue, replace_fold
 from coinmatch.catalog.store import Catalogue, NewImage
 from coinmatch.models.modelfile import BUILTIN_PREFIX, load_model
 from coinmatch.models.runtime import Embedder
-from coinmatch.prepare import PreparedCoin, prepare_photo
+from coinmatch.images import load_rgb
+from coinmatch.prepare import PreparedCoin, prepare_array
 from coinmatch.quality import quality_warnings
 from coinmatch.verify import extract_features_blob
 
@@ -42,13 +43,16 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
     kept_entries: dict[str, dict] = {}
     out: list[NewImage] = []
     skipped: list[str] = []
+    seen: dict[str, str] = {}  # duplicate keys (as training's and coinmatch dedup's) -> the first image with them
     bar = tqdm(total=len(faces), desc="cataloguing", unit="img", disable=not progress)
     for start in range(0, len(faces), CHUNK):
         chunk = faces[start:start + CHUNK]
         prepared: list[tuple[Entry, object, PreparedCoin]] = []
         for entry, face in chunk:
             try:
-                prepared.append((entry, face, prepare_photo(face.path, name=str(face.path))))
+                rgb = load_rgb(face.path, name=str(face.path))
+                prepared.append((entry, face, prepare_array(rgb, str(face.path))))
+                _warn_duplicate(seen, rgb, face.relpath)
             except CoinmatchError as exc:
                 if not skip_bad:
                     raise
@@ -66,6 +70,17 @@ def _new_images(entries: list[Entry], embedder: Embedder, skip_bad: bool, progre
         bar.update(len(chunk))
     bar.close()
     return kept_entries, out, skipped
+
+
+def _warn_duplicate(seen: dict[str, str], rgb: np.ndarray, name: str) -> None:
+    """Say when an image repeats one given before: the same pixels, or the same photo's perceptual hash."""
+    from coinmatch.dedup import photo_hash, pixel_digest
+
+    for kind, key in (("an exact duplicate", "x" + pixel_digest(rgb)), ("a near duplicate", "p" + photo_hash(rgb))):
+        if key in seen:
+            log.warning("%s is %s of %s (coinmatch dedup finds them all)", name, kind, seen[key])
+            return
+    seen["x" + pixel_digest(rgb)] = seen["p" + photo_hash(rgb)] = name
 
 
 def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = None, backend: str = "onnx",

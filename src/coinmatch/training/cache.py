@@ -1,8 +1,9 @@
 """Training images decoded once, coin found and cropped, resized once, held in memory as uint8.
 
 The research's lessons: reading from disk and augmenting at full size were the bottlenecks.
-Exact duplicates (same pixels) and perceptual duplicates (same 64-bit pHash of the crop) are
-dropped, so one coin scanned twice does not become two classes that the loss pushes apart.
+Exact duplicates (same pixels) and perceptual duplicates (the same 64-bit pHash of the whole photo) are
+dropped, so one coin scanned twice does not become two classes that the loss pushes apart (the quick keys of
+:mod:`coinmatch.dedup`, which catalogue builds warn by too; ``coinmatch dedup`` finds the rest).
 
 Finding and cropping the coin is most of a full run's caching time (about 14 minutes for the 7,234
 OCRE and euro photos on 2 cores), so a prepared cache is also kept on disk, under the coinmatch
@@ -24,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import imagehash
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import read_manifest, require_column
+from coinmatch.dedup import photo_hash, pixel_digest
 from coinmatch.files import replaced
 from coinmatch.images import load_rgb
 from coinmatch.prepare import prepare_array
@@ -174,8 +174,7 @@ def _prepare(path: str, size: int, dedupe: bool) -> tuple[np.ndarray, str, str] 
     small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_CUBIC)
     if not dedupe:
         return small, "", ""
-    # on the whole photo: the crop would move with the coin finder's jitter
-    return small, hashlib.sha1(rgb.tobytes()).hexdigest(), str(imagehash.phash(Image.fromarray(rgb), hash_size=8))
+    return small, pixel_digest(rgb), photo_hash(rgb)  # the keys catalogue builds and coinmatch dedup use
 
 
 def _prepared(paths: list[str], size: int, dedupe: bool, workers: int):
