@@ -44,7 +44,7 @@ def main() -> None:
             page.click("#collection-button")
             page.wait_for_selector("#progress")
             page.screenshot(path=OUT / "collection-progress.png")
-            page.wait_for_selector("#results", timeout=0)
+            page.wait_for_selector("#results")
             page.screenshot(path=OUT / "collection.png", full_page=True)
             with page.context.expect_page() as report:
                 page.click("#export-html")

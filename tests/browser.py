@@ -65,6 +65,8 @@ def chromium():
         browser = p.chromium.launch(executable_path=shutil.which("chromium") or CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-            yield context.new_page()
+            page = context.new_page()
+            page.set_default_timeout(0)  # wait as long as a busy machine needs: no step fails for being slow
+            yield page
         finally:
             browser.close()

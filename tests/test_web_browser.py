@@ -75,7 +75,7 @@ def test_a_collection_with_both_exports(page, sold_photos, tmp_path):
     page.goto(page.base + "/collection")
     page.set_input_files("#files", [str(p) for p in photos])
     page.click("#collection-button")
-    page.wait_for_selector("#results", timeout=0)  # the page polls until the job is done, then shows the table
+    page.wait_for_selector("#results")  # the page polls until the job is done, then shows the table
     rows = page.locator("#results tbody tr")
     assert rows.count() == 4
     assert page.locator("#results .decision.match").count() == 2

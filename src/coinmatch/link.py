@@ -26,6 +26,7 @@ from coinmatch import CoinmatchError
 from coinmatch import verify as verification
 from coinmatch.align import aligned_score, cyclic_similarity
 from coinmatch.collection import DEFAULT_VERIFIED_THRESHOLD, record_date, sale_date
+from coinmatch.report import with_record
 from coinmatch.search import DENSITY_WEIGHT
 
 if TYPE_CHECKING:
@@ -221,11 +222,7 @@ def chains_rows(linked: Linked) -> tuple[list[str], list[dict]]:
             row = {"group": g, "catalogue": a.node.catalogue, "id": a.node.entry, "image": a.image, "date": a.date,
                    "score": "" if a.link is None else f"{a.link.score:.3f}",
                    "inliers": "" if a.link is None else a.link.inliers}
-            for k, v in a.metadata.items():
-                if k not in columns and k not in extra:
-                    extra.append(k)
-                row.setdefault(k, v)
-            rows.append(row)
+            rows.append(with_record(row, a.metadata, columns, extra))
     return columns + extra, rows
 
 
@@ -266,20 +263,16 @@ def write_chains(linked: Linked, catalogues: dict[str, "Catalogue"], csv_path=No
                  json_path=None) -> None:
     """The chains as CSV, a page of thumbnails with the evidence between neighbours, and JSON; each file written
     whole or not at all."""
-    import csv
     import json
 
     from coinmatch import __version__
     from coinmatch.collection import searched_at
     from coinmatch.files import replaced
-    from coinmatch.report import TEMPLATES, jpeg_data_uri
+    from coinmatch.report import TEMPLATES, csv_text, jpeg_data_uri
 
     if csv_path:
-        columns, rows = chains_rows(linked)
-        with replaced(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        with replaced(csv_path) as tmp:
+            tmp.write_text(csv_text(*chains_rows(linked)), encoding="utf-8", newline="")
     if json_path:
         with replaced(json_path) as tmp:
             tmp.write_text(json.dumps(chains_json(linked), ensure_ascii=False, indent=1), encoding="utf-8")

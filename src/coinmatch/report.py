@@ -51,21 +51,31 @@ def csv_rows(results: list[CoinResult]) -> tuple[list[str], list[dict]]:
             name, m = best
             row.update(catalogue=name, match=m.id, score=_number(m.score), inliers="" if m.inliers is None else m.inliers,
                        verified_score=_number(m.verified_score))
-            for k, v in m.metadata.items():
-                if k not in extra and k not in CSV_COLUMNS:
-                    extra.append(k)
-                row.setdefault(k, v)
+            with_record(row, m.metadata, CSV_COLUMNS, extra)
         rows.append(row)
     return CSV_COLUMNS + extra, rows
 
 
-def report_csv(results: list[CoinResult]) -> str:
-    columns, rows = csv_rows(results)
+def with_record(row: dict, metadata: dict, columns: list[str], extra: list[str]) -> dict:
+    """``row`` with a catalogue record's columns after the fixed ``columns`` (a column the row has keeps its value);
+    a column not seen before is added to ``extra``."""
+    for k, v in metadata.items():
+        if k not in columns and k not in extra:
+            extra.append(k)
+        row.setdefault(k, v)
+    return row
+
+
+def csv_text(columns: list[str], rows: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
+
+
+def report_csv(results: list[CoinResult]) -> str:
+    return csv_text(*csv_rows(results))
 
 
 def report_html(results: list[CoinResult], catalogues: dict[str, "Catalogue"], settings: dict,
