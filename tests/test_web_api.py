@@ -184,3 +184,32 @@ def test_eight_clients_at_once(client, sold_photos):
                                                       data={"catalogue": "sale-1987", "verify": "true"}), photos))
     assert [a.status_code for a in answers] == [200] * 8
     assert [a.json()["results"][0]["id"] for a in answers] == [p.stem.removesuffix("_b") for p in photos]
+
+
+def test_coinmatch_serve_as_a_real_process(sales, sold_photos):
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binary = str(Path(sys.executable).with_name("coinmatch"))
+    server = subprocess.Popen([binary, "serve", str(sales["sale-1975"]), "--catalogue", f"older={sales['sale-1987']}",
+                               "--port", str(port), "--no-verify"], stderr=subprocess.PIPE, text=True)
+    try:
+        while True:  # up when it answers (the models load first); a server that died says why
+            assert server.poll() is None, server.stderr.read()
+            try:
+                catalogues = httpx.get(f"http://127.0.0.1:{port}/api/catalogues").json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert list(catalogues) == ["sale-1975", "older"]
+        photo = sold_photos["both"][0]
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/identify", files=upload(photo), timeout=None).json()
+        assert answer["results"][0]["id"] == f"B-{photo.stem.removesuffix('_b')}"
+        assert "inliers" not in answer["results"][0]  # --no-verify: the server's default
+    finally:
+        server.terminate()
+        server.wait()

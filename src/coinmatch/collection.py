@@ -239,7 +239,7 @@ def match_coin(catalogues: dict[str, "Catalogue"], coin: CollectionCoin, top_k: 
 
 
 def _small(crop: np.ndarray, side: int = 256) -> np.ndarray:
-    import cv2  # noqa: I001
+    import cv2
 
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
 
