@@ -137,6 +137,7 @@ def test_report_csv_and_self_contained_html(matched, tmp_path):
     for cat in cats.values():
         assert cat.info()["model_fingerprint"] in html
     assert "2026-12-04 10:00:00" in html and "Provenance chain" in html and "broken.jpg" in html
+    assert "not calibrated: an entry is taken to be the coin at a verified score of 1.20 or more" in html
     assert not re.search(r"""(src|href)=["']https?://""", html)  # every image inline: one file to archive
     assert html.count("data:image/jpeg;base64,") >= 9 + 9  # each photo and each best match
     assert html.index("1975") < html.index("12 May 1987")

@@ -15,7 +15,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from coinmatch import __version__
-from coinmatch.collection import CoinResult, searched_at
+from coinmatch.collection import DEFAULT_VERIFIED_THRESHOLD, CoinResult, searched_at
 from coinmatch.files import replaced
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def report_html(results: list[CoinResult], catalogues: dict[str, "Catalogue"], s
     template = TEMPLATES.get_template("report.html")
     return template.render(title=title, coins=coins, catalogues=about, settings=settings,
                            searched=searched or searched_at(), version=__version__,
+                           default_threshold=DEFAULT_VERIFIED_THRESHOLD,
                            matched=sum(1 for r in results if r.decision == "match"))
 
 
