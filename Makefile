@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser benchmarks default-model clean
+.PHONY: demo test install system benchmarks default-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) demo/run_demo.py out/demo
 
-# the browser tests drive Debian's Chromium (never a downloaded browser); as root, it is installed when missing.
-# Without it those tests are skipped, with the reason printed, and the rest run.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1) ; } || \
-		echo "chromium is not installed (apt-get install chromium): the browser tests will be skipped"
+# Debian's Chromium for the browser tests (never a downloaded browser) and Tesseract for printed captions; as root,
+# installed when missing. Without them the browser tests are skipped and captions left empty, the reason printed.
+system:
+	@{ command -v chromium && command -v tesseract; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium tesseract-ocr >/dev/null 2>&1) ; } || \
+		echo "chromium or tesseract-ocr is not installed (apt-get install chromium tesseract-ocr): browser tests skip"
 
-test: $(STAMP) browser
+test: $(STAMP) system
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # the benchmarks a maintainer reruns (about 30 minutes on 2 cores); each prints its figures and writes them to
@@ -41,6 +42,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/web.py
 	$(PY) benchmarks/link.py
 	$(PY) benchmarks/dedup.py
+	$(PY) benchmarks/split.py
 
 # the bundled default model (src/coinmatch/models/default.cm), made again from photos the project may redistribute
 # (the euro singles, MIT; the Wikimedia photos, CC): about 9 minutes on 2 cores. DATA: the shared data folder;

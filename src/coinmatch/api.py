@@ -59,18 +59,20 @@ class Catalogue:
     @classmethod
     def build(cls, path: str | Path, manifest: str | Path, model: str | Path | None = None,
               index: str = DEFAULTS["index"], features: bool = True, skip_bad: bool = False,
-              progress: bool = False, backend: str = DEFAULTS["backend"]) -> "Catalogue":
+              progress: bool = False, backend: str = DEFAULTS["backend"], split: bool = False) -> "Catalogue":
         """Build a catalogue in folder ``path`` from a manifest (a CSV with an ``image`` column, or ``obverse`` and
         ``reverse``; any other columns are kept as each entry's metadata), replacing any catalogue there in one
         step. ``model``: a model file (``.cm``), ``builtin:<backbone>`` (the untrained ImageNet model), or None
         for the default (the bundled model, or ``$COINMATCH_MODEL``; the README's "The default model"). ``index``: a
         faiss index type (``Flat``: exact; ``HNSW32``: millions of entries). ``features``: store local features so
         that searches can be verified. ``skip_bad``: skip unreadable images (listed in :meth:`info`'s
-        ``skipped``) instead of stopping at the first."""
+        ``skipped``) instead of stopping at the first. ``split``: the images are plates, piles or PDFs of many
+        coins: each coin becomes an entry (``coinmatch split``)."""
         from coinmatch.catalog.build import build_catalogue
 
         info = build_catalogue(path, manifest, model=None if model is None else str(model), backend=backend,
-                               skip_bad=skip_bad, progress=progress, index_factory=index, features=features)
+                               skip_bad=skip_bad, progress=progress, index_factory=index, features=features,
+                               split=split)
         cat = cls(path, backend=backend)
         cat.skipped = info["skipped"]
         return cat

@@ -58,11 +58,13 @@ def catalog_build(
     features: bool = typer.Option(True, "--features/--no-features",
                                   help="Store local features for verification (--verify)."),
     index: str = typer.Option("Flat", "--index", help="faiss index type: Flat (exact) or HNSW32 (millions)."),
+    split: bool = typer.Option(False, "--split", help="The images are plates, piles or PDFs: one entry per coin "
+                                                      "(also a photo, PDF or folder instead of a manifest)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Build a catalogue: records + vectors + local features for verification."""
     with Catalogue.build(catalogue, manifest, model=model, index=index, features=features, skip_bad=skip_bad,
-                         progress=not as_json, backend=backend) as cat:
+                         progress=not as_json, backend=backend, split=split) as cat:
         _print_info({**cat.info(), "skipped": cat.skipped}, as_json)
 
 

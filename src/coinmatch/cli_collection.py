@@ -156,6 +156,21 @@ def dedup_inputs(source: Path) -> list[tuple[str, Path]]:
     return [(f.relpath, f.path) for e in read_manifest(source, per_row=True) for f in e.faces]
 
 
+@app.command("split")
+def split_cmd(
+    source: Path = typer.Argument(..., help="A photo, a scanned plate, a PDF, a folder of them, or a manifest."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the coin crops (PNG, transparent outside the coin)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="The manifest to write (default OUT/coins.csv)."),
+):
+    """Cut every coin out of plates, piles and scanned catalogues, with its position and the caption under it."""
+    from coinmatch.split import split
+
+    written, rows = split(source, out_dir, manifest)
+    lots = sum(1 for r in rows if r["lot"])
+    out.print(f"{len(rows)} coins from {len({(r['source'], r['page']) for r in rows})} images or pages; "
+              f"{lots} lot numbers read; wrote {escape(str(written))}")
+
+
 @app.command()
 def serve(
     catalogue: Optional[Path] = typer.Argument(None, help="The catalogue to serve (named after its folder)."),

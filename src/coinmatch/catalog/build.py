@@ -85,12 +85,23 @@ def _warn_duplicate(seen: dict[str, str], rgb: np.ndarray, name: str) -> None:
 
 def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = None, backend: str = "onnx",
                     skip_bad: bool = False, progress: bool = True, index_factory: str = "Flat",
-                    features: bool = True) -> dict:
+                    features: bool = True, split: bool = False) -> dict:
     """Build a catalogue from a manifest in a temporary folder, then move it into place (see
-    :func:`coinmatch.catalog.folders.replace_folder`). ``features``: store local features for verification."""
+    :func:`coinmatch.catalog.folders.replace_folder`). ``features``: store local features for verification.
+    ``split``: the manifest's images (or one photo, PDF or folder) are plates or piles: every coin becomes an entry
+    (:mod:`coinmatch.split`; the crops are kept beside the catalogue, in ``<name>.coins/``), its record carrying the
+    source, page, position and caption."""
     root = Path(root)
     if root.exists() and not is_catalogue(root) and root.is_dir() and any(root.iterdir()):
         raise CatalogueError(f"{root}: folder exists and is not a catalogue; refusing to overwrite it")
+    if split:
+        from coinmatch.split import split as split_coins
+
+        coins = root.parent / f"{root.name}.coins"
+        shutil.rmtree(coins, ignore_errors=True)
+        manifest, found = split_coins(manifest, coins)
+        if not found:
+            raise CatalogueError(f"{manifest}: no coin found to catalogue")
     entries = read_manifest(manifest)
     loaded = load_model(model)
     embedder = Embedder(loaded, backend=backend)
