@@ -89,8 +89,8 @@ class Catalogue:
     def add_entry(self, entry_id: str, metadata: dict[str, str] | None = None, image: Any = None,
                   obverse: Any = None, reverse: Any = None) -> dict:
         """Add one entry from its image (or its ``obverse`` and/or ``reverse``), each a path, the file's bytes, or
-        (name, bytes), with its record; searchable at once. The catalogue keeps a copy of each image in its ``images/`` folder.
-        Returns :meth:`info` with ``added``."""
+        (name, bytes), with its record; searchable at once. The catalogue keeps a copy of each image in its
+        ``images/`` folder. Returns :meth:`info` with ``added``."""
         from coinmatch import CoinmatchError
         from coinmatch.catalog.build import add_uploaded_entry
 
