@@ -35,6 +35,7 @@ test: $(STAMP) system
 benchmarks: $(STAMP)
 	$(PY) benchmarks/retrieval.py
 	$(PY) benchmarks/embedding_speed.py
+	$(PY) benchmarks/build_profile.py
 	$(PY) benchmarks/finder_speed.py
 	$(PY) benchmarks/local_features.py
 	$(PY) benchmarks/training_cache.py
