@@ -197,8 +197,8 @@ class Catalogue:
     def search(self, photo: Any, top_k: int = DEFAULTS["top_k"], verify: bool = False,
                candidates: int = DEFAULTS["candidates"], name: str | None = None) -> SearchResult:
         """The catalogue entries most likely to be the coin in ``photo`` (a path, the file's bytes, a PIL image, an
-        RGB uint8 array, or a :class:`~coinmatch.prepare.PreparedCoin`), best first. ``verify``: re-rank the top ``candidates`` by local-feature geometry
-        (slower, and the evidence a numismatist can check). ``name``: what the result calls the photo."""
+        RGB uint8 array, or a :class:`~coinmatch.prepare.PreparedCoin`), best first. ``verify``: re-rank the top
+        ``candidates`` by local-feature geometry (slower, and the evidence a numismatist can check). ``name``: what the result calls the photo."""
         prepared = _prepared(photo, name)  # outside the lock: other threads search meanwhile
         with self._lock:
             return self.searcher.search_prepared([prepared], top_k, verify, candidates)[0]

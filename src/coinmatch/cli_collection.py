@@ -146,13 +146,10 @@ def dedup_cmd(
 def dedup_inputs(source: Path) -> list[tuple[str, Path]]:
     """(name, path) of every photo of a manifest (its paths as written) or a folder (relative to it)."""
     from coinmatch.catalog.manifest import read_manifest
-    from coinmatch.collection import IMAGE_SUFFIXES
+    from coinmatch.collection import image_files
 
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise CoinmatchError(f"{source}: no photos in the folder")
-        return [(p.relative_to(source).as_posix(), p) for p in files]
+        return [(p.relative_to(source).as_posix(), p) for p in image_files(source)]
     return [(f.relpath, f.path) for e in read_manifest(source, per_row=True) for f in e.faces]
 
 

@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 
 from coinmatch import CoinmatchError
+from coinmatch.catalog.manifest import SIDES
 
 if TYPE_CHECKING:
     from coinmatch.api import Catalogue
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 # "coin12_obv.jpg" and "coin12_rev.jpg" are one coin; "_a"/"_b" and other endings are separate coins
 FACE_NAME = re.compile(r"^(?P<stem>.+?)[ _.\-]+(?P<side>obv|obverse|rev|reverse|front|back|heads|tails)$", re.I)
-FACE_WORDS = {"obv": "obverse", "obverse": "obverse", "front": "obverse", "heads": "obverse",
-              "rev": "reverse", "reverse": "reverse", "back": "reverse", "tails": "reverse"}
+FACE_WORDS = {word: side for word, side in SIDES.items() if len(word) > 1}  # a manifest's words less "o" and "r"
 # The verified score (the embedding's score plus the inliers, at most 40, over 40) that makes an entry the coin
 # where a catalogue is not calibrated. Inliers alone do not separate: coins struck from one die share their design,
 # and on the real euro pairs the best wrong candidate kept 30 or more inliers for 14 of 84 photos (up to 105); at a
@@ -146,6 +145,16 @@ def pair_faces(photos: Iterable[Photo]) -> list[CollectionCoin]:
     return list(coins.values())
 
 
+def image_files(folder: Path, suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The files of a folder and its sub-folders with these suffixes, hidden ones left out, sorted; none is an
+    error naming the folder."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise CoinmatchError(f"{folder}: no files of these kinds in the folder: {', '.join(sorted(suffixes))}")
+    return files
+
+
 def read_zip(data: bytes, label: str = "<zip>") -> list[Photo]:
     """The image files of a zip archive, read in memory (member names are labels only, never paths), within
     ZIP_MAX_FILES files and ZIP_MAX_BYTES uncompressed."""
@@ -187,11 +196,7 @@ def read_collection(source: str | Path | Iterable[Photo]) -> list[CollectionCoin
     if not path.exists():
         raise CoinmatchError(f"{path}: not found")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        if not files:
-            raise CoinmatchError(f"{path}: no photos in the folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return pair_faces(Photo(p.relative_to(path).as_posix(), p) for p in files)
+        return pair_faces(Photo(p.relative_to(path).as_posix(), p) for p in image_files(path))
     if path.suffix.lower() == ".zip":
         return pair_faces(read_zip(path.read_bytes(), str(path)))
     if path.suffix.lower() == ".csv":
@@ -212,9 +217,19 @@ def judged_same(result: "QueryResult", match: "Match", calibration: dict) -> boo
     return None
 
 
+def search_faces(cat: "Catalogue", faces: dict[str | None, "PreparedCoin"], top_k: int = 5, verify: bool = True,
+                 candidates: int = 20) -> "QueryResult":
+    """One coin by its faces: one photo (side None), or its obverse and/or reverse."""
+    if None in faces:
+        return cat.search(faces[None], top_k=top_k, verify=verify, candidates=candidates)
+    return cat.search_coin(faces.get("obverse"), faces.get("reverse"), top_k=top_k, verify=verify,
+                           candidates=candidates)
+
+
 def match_coin(catalogues: dict[str, "Catalogue"], coin: CollectionCoin, top_k: int = 5, verify: bool = True,
                candidates: int = 20) -> CoinResult:
     """One coin searched in every catalogue, its chain assembled; an unreadable photo is this coin's error."""
+    from coinmatch.images import square_resized
     from coinmatch.prepare import PreparedCoin, prepare_any
 
     try:
@@ -222,13 +237,9 @@ def match_coin(catalogues: dict[str, "Catalogue"], coin: CollectionCoin, top_k: 
     except CoinmatchError as exc:
         return CoinResult(coin, {}, error=str(exc))
     # kept at verification's size: evidence drawn later from them gives the inliers the search gave
-    out = CoinResult(coin, {}, {side: PreparedCoin(_small(p.crop), p.location, p.source) for side, p in faces.items()})
+    out = CoinResult(coin, {}, {side: PreparedCoin(square_resized(p.crop, 256), p.location, p.source) for side, p in faces.items()})
     for name, cat in catalogues.items():
-        if None in faces:
-            result = cat.search(faces[None], top_k=top_k, verify=verify, candidates=candidates)
-        else:
-            result = cat.search_coin(faces.get("obverse"), faces.get("reverse"), top_k=top_k, verify=verify,
-                                     candidates=candidates)
+        result = search_faces(cat, faces, top_k, verify, candidates)
         out.results[name] = result
         calibration = cat.searcher.calibration if cat.searcher.calibration_applies else {}
         out.chain += [Appearance(name, m, record_date(m.metadata)) for m in result.matches
@@ -236,12 +247,6 @@ def match_coin(catalogues: dict[str, "Catalogue"], coin: CollectionCoin, top_k: 
     out.chain.sort(key=lambda a: (sale_date(a.date) is None, sale_date(a.date) or (0, 0, 0), a.catalogue,
                                   -(a.match.verified_score or a.match.score)))
     return out
-
-
-def _small(crop: np.ndarray, side: int = 256) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
 
 
 def match_collection(catalogues: dict[str, "Catalogue"], coins: list[CollectionCoin], top_k: int = 5,

@@ -11,7 +11,7 @@ import numpy as np
 
 from coinmatch import verify as verification
 from coinmatch.align import aligned_score, cyclic_similarity
-from coinmatch.images import save_rgb
+from coinmatch.images import save_rgb, square_resized
 from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_any
 
@@ -19,16 +19,12 @@ from coinmatch.prepare import prepare_any
 MAX_DRAWN = 80  # inlier lines drawn at most
 
 
-def _resized(crop: np.ndarray, side: int) -> np.ndarray:
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if crop.shape[0] > side else cv2.INTER_CUBIC)
-
-
 def draw_matches(crop_a: np.ndarray, crop_b: np.ndarray, v: verification.Verification, side: int = 400,
                  pairs: np.ndarray | None = None) -> np.ndarray:
     """Both crops side by side, a line between the two ends of each inlier (``pairs``: K x 4 in verification
     pixels, default ``v.pairs``), the inliers and the fit written above."""
     s = verification.SIDE
-    a, b = _resized(crop_a, side), _resized(crop_b, side)
+    a, b = square_resized(crop_a, side), square_resized(crop_b, side)
     top, gap, text = round(side / 10), round(side / 20), side / 500  # the header, the gap, the font: as side scales
     canvas = np.full((side + top, 2 * side + gap, 3), 255, np.uint8)
     canvas[top:, :side] = a
@@ -75,7 +71,7 @@ def evidence(query_crop: np.ndarray, candidate_crop: np.ndarray,
     qf = query_features if query_features is not None else verification.extract(query_crop)
     cf = candidate_features if candidate_features is not None else verification.extract(candidate_crop)
     v = verification.match(qf, cf, keep_pairs=True)
-    query, candidate = _resized(query_crop, side), _resized(candidate_crop, side)
+    query, candidate = square_resized(query_crop, side), square_resized(candidate_crop, side)
     if v.matrix is None or not v.inliers:
         return Evidence(v, query, candidate, None, draw_matches(query_crop, candidate_crop, v, side))
     m = v.matrix.astype(np.float64).copy()

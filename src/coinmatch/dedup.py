@@ -66,7 +66,7 @@ class Photo:
     pixels: int  # width x height, to keep the largest of a group
     digest: str
     hashes: list[int]
-    grey: np.ndarray  # SIDE x SIDE grey crop
+    grey: np.ndarray  # the whole photo as a SIDE x SIDE grey square (see square)
     features: tuple[str, bytes, bytes]  # stored form of the local features
 
 

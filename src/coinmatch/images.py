@@ -12,6 +12,7 @@ import io
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -125,6 +126,11 @@ def load_rgb(source: str | Path | bytes, name: str | None = None, max_side: int 
 
 
 WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def square_resized(rgb: np.ndarray, side: int) -> np.ndarray:
+    """An image resized to ``side`` x ``side`` (area averaging to shrink, cubic to enlarge)."""
+    return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA if rgb.shape[0] > side else cv2.INTER_CUBIC)
 
 
 def save_rgb(array: np.ndarray, path: str | Path, quality: int = 90) -> None:

@@ -72,7 +72,7 @@ class Linked:
     entries: int
     pairs_scored: int
     seconds: float
-    links: dict[tuple[Node, Node], Link] = field(repr=False, default_factory=dict)
+    linker: "Linker | None" = field(repr=False, default=None)  # its pairs scored, for the evidence drawn after
 
     @property
     def entries_per_s(self) -> float:
@@ -83,7 +83,6 @@ class Linker:
     """Scores and verifies pairs of catalogue images, each pair once."""
 
     def __init__(self, catalogues: dict[str, "Catalogue"], threshold: float | None = None):
-        self.cats = catalogues
         self.searchers = {name: cat.searcher for name, cat in catalogues.items()}
         fingerprints = {s.catalogue.fingerprint for s in self.searchers.values()}
         if len(fingerprints) > 1:
@@ -165,7 +164,7 @@ def link_catalogues(catalogues: dict[str, "Catalogue"], neighbours: int = NEIGHB
     out = [_chain(members, links, linker) for members in groups]
     out.sort(key=lambda chain: _date_key(chain[0].date))
     return Linked(out, linker.threshold, sum(s.catalogue.n_entries() for s in linker.searchers.values()),
-                  len(linker.scored), time.perf_counter() - t0, links)
+                  len(linker.scored), time.perf_counter() - t0, linker)
 
 
 def _groups(links: dict[tuple[Node, Node], Link], linker: Linker) -> list[list[Node]]:
@@ -238,10 +237,10 @@ def chains_json(linked: Linked) -> dict:
 
 def neighbour_evidence(linked: Linked, catalogues: dict[str, "Catalogue"]) -> list[list[tuple[int, np.ndarray]]]:
     """For each chain, between each appearance and the next: the inliers and the drawn matches (RGB) of their
-    strongest pair of images."""
+    strongest pair of images (the pairs the linking scored are not scored again)."""
     from coinmatch.compare import draw_matches
 
-    linker = Linker(catalogues, linked.threshold)
+    linker = linked.linker or Linker(catalogues, linked.threshold)
     out = []
     for chain in linked.groups:
         drawn = []

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from coinmatch import __version__
 from coinmatch.collection import DEFAULT_VERIFIED_THRESHOLD, CoinResult, searched_at
 from coinmatch.files import replaced
+from coinmatch.images import square_resized
 
 if TYPE_CHECKING:
     from coinmatch.api import Catalogue
@@ -28,8 +29,7 @@ TEMPLATES = Environment(loader=PackageLoader("coinmatch", "templates"), autoesca
 
 def jpeg_data_uri(rgb: np.ndarray, side: int | None = 256) -> str:
     """An RGB image as an inline JPEG (data: URI), ``side`` px square (None: as it is)."""
-    small = rgb if side is None else cv2.resize(
-        rgb, (side, side), interpolation=cv2.INTER_AREA if rgb.shape[0] > side else cv2.INTER_CUBIC)
+    small = rgb if side is None else square_resized(rgb, side)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 

@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 
 from coinmatch import CoinmatchError
+from coinmatch.collection import IMAGE_SUFFIXES, image_files
 from coinmatch.images import MAX_PIXELS, load_rgb, save_rgb
 from coinmatch.segment import Circle, CoinLocation, crop_coin, find_coins
 
 log = logging.getLogger(__name__)
 DPI = 200  # PDF pages rasterised at this resolution
 CAPTION_DEPTH, CAPTION_WIDTH = 0.9, 2.8  # the caption band under a coin, in its radii
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 LOT = re.compile(r"(?i)\b(?:lot|no\.?|nr\.?|n°|#)\s*(\d{1,6})\b")
 FIRST_NUMBER = re.compile(r"^\D{0,3}(\d{1,6})\b")
 COLUMNS = ["image", "id", "source", "page", "x", "y", "r", "caption", "lot"]
@@ -100,11 +100,7 @@ def masked_crop(rgb: np.ndarray, c: Circle) -> np.ndarray:
 def sources_of(source: Path) -> list[tuple[Path, dict]]:
     """(file, the columns to carry) of a photo, a PDF, a folder of them, or a manifest (its ``image`` column)."""
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES
-                                                                         or p.suffix.lower() == ".pdf"))
-        if not files:
-            raise CoinmatchError(f"{source}: no photos or PDFs in the folder")
-        return [(p, {}) for p in files]
+        return [(p, {}) for p in image_files(source, IMAGE_SUFFIXES | {".pdf"})]
     if source.suffix.lower() == ".csv":
         from coinmatch.catalog.manifest import RESERVED, read_manifest
 

@@ -18,7 +18,7 @@ from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import Entry, read_manifest
 from coinmatch.catalog.folders import CatalogueError, is_catalogue, replace_folder
 from coinmatch.catalog.store import Catalogue, NewImage
-from coinmatch.models.modelfile import BUILTIN_PREFIX, load_model
+from coinmatch.models.modelfile import BUILTIN_PREFIX, LoadedModel, load_model
 from coinmatch.models.runtime import Embedder
 from coinmatch.images import load_rgb
 from coinmatch.prepare import PreparedCoin, prepare_array
@@ -76,11 +76,13 @@ def _warn_duplicate(seen: dict[str, str], rgb: np.ndarray, name: str) -> None:
     """Say when an image repeats one given before: the same pixels, or the same photo's perceptual hash."""
     from coinmatch.dedup import photo_hash, pixel_digest
 
-    for kind, key in (("an exact duplicate", "x" + pixel_digest(rgb)), ("a near duplicate", "p" + photo_hash(rgb))):
+    keys = {"an exact duplicate": "x" + pixel_digest(rgb), "a near duplicate": "p" + photo_hash(rgb)}
+    for kind, key in keys.items():
         if key in seen:
             log.warning("%s is %s of %s (coinmatch dedup finds them all)", name, kind, seen[key])
             return
-    seen["x" + pixel_digest(rgb)] = seen["p" + photo_hash(rgb)] = name
+    for key in keys.values():
+        seen[key] = name
 
 
 def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = None, backend: str = "onnx",
@@ -159,18 +161,12 @@ def add_uploaded_entry(root: str | Path, entry_id: str, metadata: dict[str, str]
                 target.write_bytes(data)
                 written.append(target)
                 entry_faces.append(Face(side, target.resolve(), f"images/{target.name}"))
-            features = len(cat) == 0 or cat.info()["verification_features"] > 0
-            loaded = load_model(cat.model_source)
-            cat.check_model(loaded.fingerprint, loaded.source)
-            new_entries, images, _ = _new_images([Entry(entry_id, entry_faces, {k: str(v) for k, v in metadata.items()})],
-                                                 Embedder(loaded, backend=backend), False, False, features)
-            cat.add(new_entries, images)
-            info = cat.info()
+            info = _append(cat, [Entry(entry_id, entry_faces, {k: str(v) for k, v in metadata.items()})],
+                           _model_of(cat), backend)
     except BaseException:
         for f in written:
             f.unlink(missing_ok=True)
         raise
-    info["added"] = len(faces)
     return info
 
 
@@ -179,18 +175,29 @@ def add_to_catalogue(root: str | Path, manifest: str | Path, backend: str = "onn
     """Append a manifest's entries to a catalogue, embedding only the new images; with local features where the
     catalogue keeps them (every catalogue built with features, and an empty one)."""
     with Catalogue.open(root) as cat:
-        features = len(cat) == 0 or cat.info()["verification_features"] > 0
-        loaded = load_model(model or cat.model_source)
-        cat.check_model(loaded.fingerprint, loaded.source)
+        loaded = _model_of(cat, model)
         entries = read_manifest(manifest)
         dupes = [e.id for e in entries if cat.has_entry(e.id)]
         if dupes:
             raise CatalogueError(f"{manifest}: {len(dupes)} id(s) already in {root}, e.g. {dupes[0]!r}; "
                                  f"nothing was added")
-        embedder = Embedder(loaded, backend=backend)
-        new_entries, images, skipped = _new_images(entries, embedder, skip_bad, progress, features)
-        added = cat.add(new_entries, images)
-        info = cat.info()
-    info["added"] = added
-    info["skipped"] = skipped
-    return info
+        return _append(cat, entries, loaded, backend, skip_bad, progress)
+
+
+def _model_of(cat: Catalogue, model: str | None = None) -> LoadedModel:
+    """The catalogue's model (or ``model``, refused unless it is the catalogue's)."""
+    loaded = load_model(model or cat.model_source)
+    cat.check_model(loaded.fingerprint, loaded.source)
+    return loaded
+
+
+def _append(cat: Catalogue, entries: list[Entry], loaded: LoadedModel, backend: str, skip_bad: bool = False,
+            progress: bool = False) -> dict:
+    """Embed the entries with the catalogue's model and add them in one step; with local features where the
+    catalogue keeps them (every catalogue built with features, and an empty one). Returns its info with ``added``
+    (images) and ``skipped``."""
+    features = len(cat) == 0 or cat.info()["verification_features"] > 0
+    new_entries, images, skipped = _new_images(entries, Embedder(loaded, backend=backend), skip_bad, progress,
+                                               features)
+    added = cat.add(new_entries, images)
+    return {**cat.info(), "added": added, "skipped": skipped}

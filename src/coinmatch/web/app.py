@@ -39,6 +39,11 @@ def _read(upload: UploadFile | None, limit: int) -> tuple[str, bytes] | None:
     return name, data
 
 
+def status_of(exc: CoinmatchError) -> int:
+    """The HTTP status of an error meant for the user."""
+    return 404 if isinstance(exc, NotFound) else 413 if isinstance(exc, TooLarge) else 400
+
+
 def _jpeg(rgb: np.ndarray) -> Response:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return Response(buf.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
@@ -79,7 +84,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(CoinmatchError)
     def coinmatch_error(request: Request, exc: CoinmatchError):
-        status = 404 if isinstance(exc, NotFound) else 413 if isinstance(exc, TooLarge) else 400
+        status = status_of(exc)
         if request.url.path.startswith("/api/") or request.url.path.startswith("/media/"):
             return JSONResponse({"detail": str(exc)}, status_code=status)
         return page(request, "error.html", status, error=str(exc))
@@ -102,8 +107,7 @@ def create_app(service: Service) -> FastAPI:
             uploads = {None: photo} if photo else {"obverse": read(obverse), "reverse": read(reverse)}
             query = service.identify(uploads, catalogue, max(1, min(top_k, 50)), verify)
         except CoinmatchError as exc:
-            status = 413 if isinstance(exc, TooLarge) else 404 if isinstance(exc, NotFound) else 400
-            return page(request, "identify.html", status, query=None, error=str(exc))
+            return page(request, "identify.html", status_of(exc), query=None, error=str(exc))
         return RedirectResponse(f"/identify/{query.id}", status_code=303)
 
     @app.get("/identify/{query_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -132,7 +136,7 @@ def create_app(service: Service) -> FastAPI:
         try:
             job = service.start_collection(files_of(files), verify, max(1, min(top_k, 50)))
         except CoinmatchError as exc:
-            return page(request, "collection.html", 413 if isinstance(exc, TooLarge) else 400, job=None,
+            return page(request, "collection.html", status_of(exc), job=None,
                         error=str(exc))
         return RedirectResponse(f"/collection/{job.id}", status_code=303)
 
@@ -181,7 +185,7 @@ def create_app(service: Service) -> FastAPI:
         try:
             service.add_entry(name, entry_id, metadata, faces_of(image, obverse, reverse))
         except CoinmatchError as exc:
-            return page(request, "add.html", 413 if isinstance(exc, TooLarge) else 400, name=name,
+            return page(request, "add.html", status_of(exc), name=name,
                         columns=_columns(name), values={"id": entry_id, **metadata}, error=str(exc))
         return RedirectResponse(f"/catalogue/{quote(name, safe='')}/entry/{quote(entry_id, safe='')}",
                                 status_code=303)

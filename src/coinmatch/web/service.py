@@ -17,7 +17,8 @@ import numpy as np
 
 from coinmatch import CoinmatchError
 from coinmatch.api import Catalogue
-from coinmatch.collection import CoinResult, CollectionCoin, Photo, match_coin, pair_faces, read_zip, searched_at
+from coinmatch.collection import (CoinResult, CollectionCoin, Photo, match_coin, pair_faces, read_zip, search_faces,
+                                  searched_at)
 from coinmatch.compare import Evidence
 from coinmatch.images import load_rgb
 from coinmatch.prepare import PreparedCoin, prepare_array
@@ -59,7 +60,6 @@ class Job:
     status: str = "queued"  # queued, running, done, failed
     results: list[CoinResult] = field(default_factory=list)
     error: str | None = None
-    created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     searched: str = field(default_factory=searched_at)
@@ -147,19 +147,19 @@ class Service:
             faces[side] = prepare_array(rgb, label)
             pictures[side] = outlined(rgb, faces[side])
         top_k = top_k or self.top_k
-        verify = self.verify if verify is None else verify
-        if None in faces:
-            result = cat.search(faces[None], top_k=top_k, verify=verify)
-        else:
-            result = cat.search_coin(faces.get("obverse"), faces.get("reverse"), top_k=top_k, verify=verify)
+        result = search_faces(cat, faces, top_k, self.verify if verify is None else verify)
         return self._keep(Query(uuid.uuid4().hex, faces, pictures, {name: result}))
 
     def _keep(self, query: Query) -> Query:
+        return self._remember(self._queries, query.id, query, KEPT_QUERIES)
+
+    def _remember(self, held: OrderedDict, key, value, limit: int):
+        """Hold ``value`` under ``key``, dropping the oldest beyond ``limit``."""
         with self._lock:
-            self._queries[query.id] = query
-            while len(self._queries) > KEPT_QUERIES:
-                self._queries.popitem(last=False)
-        return query
+            held[key] = value
+            while len(held) > limit:
+                held.popitem(last=False)
+        return value
 
     def query(self, query_id: str) -> Query:
         with self._lock:
@@ -187,11 +187,8 @@ class Service:
         with self._lock:
             found = self._evidence.get(key)
         if found is None:
-            found = cat.evidence(query.faces[face], entry_id, row)
-            with self._lock:
-                self._evidence[key] = found
-                while len(self._evidence) > EVIDENCE_CACHE:
-                    self._evidence.popitem(last=False)
+            found = self._remember(self._evidence, key, cat.evidence(query.faces[face], entry_id, row),
+                                   EVIDENCE_CACHE)
         return query, found
 
     # -- catalogue ---------------------------------------------------------------------------------------
@@ -199,10 +196,9 @@ class Service:
         return self.catalogue(catalogue)[1].entries(text, limit, offset)
 
     def entry(self, catalogue: str, entry_id: str) -> dict:
+        _, cat = self.catalogue(catalogue)
         try:
-            return self.catalogue(catalogue)[1].entry(entry_id)
-        except NotFound:
-            raise
+            return cat.entry(entry_id)
         except CoinmatchError as exc:
             raise NotFound(str(exc)) from exc
 
@@ -241,10 +237,7 @@ class Service:
         settings = {"verify": self.verify if verify is None else verify, "top_k": top_k or self.top_k,
                     "catalogues": ", ".join(self.catalogues)}
         job = Job(uuid.uuid4().hex, pair_faces(photos), settings)
-        with self._lock:
-            self._jobs[job.id] = job
-            while len(self._jobs) > KEPT_JOBS:
-                self._jobs.popitem(last=False)
+        self._remember(self._jobs, job.id, job, KEPT_JOBS)
         self._worker.submit(self._run, job)
         return job
 
