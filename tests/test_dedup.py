@@ -127,3 +127,14 @@ def test_a_build_warns_about_the_duplicates_it_is_given(tmp_path, demo_dir, capl
         build_catalogue(tmp_path / "cat", manifest, progress=False, features=False)
     warned = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
     assert len(warned) == 1 and "copy.png" in warned[0] and rows[0]["image"].split("/")[-1] in warned[0]
+
+
+def test_the_largest_copy_is_kept_even_past_the_loaders_shrink(tmp_path, demo_dir):
+    from coinmatch.dedup import find_duplicates
+
+    rgb = load_rgb(demo_dir / demo_rows("catalogue.csv")[0]["image"])
+    save_rgb(cv2.resize(rgb, (2600, 2600), interpolation=cv2.INTER_CUBIC), tmp_path / "a-big.png")
+    save_rgb(cv2.resize(rgb, (4400, 4400), interpolation=cv2.INTER_CUBIC), tmp_path / "b-bigger.png")
+    dups = find_duplicates([(n, tmp_path / n) for n in ("a-big.png", "b-bigger.png")])
+    assert [dups.photos[i].name for i, _ in dups.groups[0]] == ["b-bigger.png", "a-big.png"]
+    assert dups.dropped() == {"a-big.png"}

@@ -101,8 +101,10 @@ def square(rgb: np.ndarray, side: int = verification.SIDE) -> np.ndarray:
 
 def examine(name: str, path: Path) -> Photo:
     rgb = load_rgb(path, name=name)
+    with Image.open(path) as header:  # the file's own size: the loader shrinks photos over 2048 px
+        width, height = header.size
     whole = square(rgb)
-    return Photo(name, path, rgb.shape[0] * rgb.shape[1], pixel_digest(rgb), crop_hashes(whole),
+    return Photo(name, path, width * height, pixel_digest(rgb), crop_hashes(whole),
                  cv2.cvtColor(whole, cv2.COLOR_RGB2GRAY), verification.to_blob(verification.extract(whole)))
 
 
