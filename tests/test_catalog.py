@@ -182,8 +182,8 @@ def test_catalogue_info_is_json_serialisable(tmp_path, small_manifest):
 
 def test_hnsw_index_for_large_catalogues_gives_the_same_answers(tmp_path, small_manifest, pair_paths, demo_dir):
     flat = build_catalogue(tmp_path / "flat", small_manifest, progress=False)
-    hnsw = build_catalogue(tmp_path / "hnsw", small_manifest, progress=False, index_factory="HNSW32")
-    assert hnsw["index"] == "HNSW32" and flat["model_fingerprint"] == hnsw["model_fingerprint"]
+    hnsw = build_catalogue(tmp_path / "hnsw", small_manifest, progress=False, index="hnsw")
+    assert hnsw["index"] == "hnsw" and flat["model_fingerprint"] == hnsw["model_fingerprint"]
     extra = write_manifest(tmp_path / "extra.csv", [{"image": str(pair_paths[-1][0]), "id": "late-addition"}])
     add_to_catalogue(tmp_path / "hnsw", extra, progress=False)
     a, b = Searcher(tmp_path / "flat"), Searcher(tmp_path / "hnsw")

@@ -167,9 +167,9 @@ def test_compare_draws_its_evidence(tmp_path):
 
 
 def test_build_with_an_hnsw_index_answers_as_the_exact_one(demo_catalogue, tmp_path):
-    run("catalog", "build", tmp_path / "hnsw", "demo/data/catalogue.csv", "--index", "HNSW32", "--no-features")
+    run("catalog", "build", tmp_path / "hnsw", "demo/data/catalogue.csv", "--index", "hnsw", "--no-features")
     info = json.loads(run("catalog", "info", tmp_path / "hnsw", "--json").stdout)
-    assert info["index"] == "HNSW32" and info["verification_features"] == 0
+    assert info["index"] == "hnsw" and info["verification_features"] == 0
     photos = [f"demo/data/{q['image']}" for q in demo_rows("queries.csv")[:4]]
     exact = [json.loads(x)["results"] for x in run("search", demo_catalogue, *photos, "--json").stdout.splitlines()]
     approx = [json.loads(x)["results"] for x in run("search", tmp_path / "hnsw", *photos, "--json").stdout.splitlines()]

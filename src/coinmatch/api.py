@@ -28,7 +28,7 @@ __all__ = ["Catalogue", "Match", "SearchResult", "augment_grid", "compare", "emb
 
 SearchResult = QueryResult  # what a search answers: ``matches``, ``decision``, ``warnings``, ``to_dict()``
 
-DEFAULTS = {"top_k": 5, "candidates": 20, "target_fpr": 0.01, "index": "Flat", "backend": "onnx"}
+DEFAULTS = {"top_k": 5, "candidates": 20, "target_fpr": 0.01, "index": "auto", "backend": "onnx"}
 
 
 class Catalogue:
@@ -59,32 +59,49 @@ class Catalogue:
     @classmethod
     def build(cls, path: str | Path, manifest: str | Path, model: str | Path | None = None,
               index: str = DEFAULTS["index"], features: bool = True, skip_bad: bool = False,
-              progress: bool = False, backend: str = DEFAULTS["backend"], split: bool = False) -> "Catalogue":
+              progress: bool = False, backend: str = DEFAULTS["backend"], split: bool = False,
+              workers: int | None = None, resume: bool = False) -> "Catalogue":
         """Build a catalogue in folder ``path`` from a manifest (a CSV with an ``image`` column, or ``obverse`` and
         ``reverse``; any other columns are kept as each entry's metadata), replacing any catalogue there in one
         step. ``model``: a model file (``.cm``), ``builtin:<backbone>`` (the untrained ImageNet model), or None
-        for the default (the bundled model, or ``$COINMATCH_MODEL``; the README's "The default model"). ``index``: a
-        faiss index type (``Flat``: exact; ``HNSW32``: millions of entries). ``features``: store local features so
+        for the default (the bundled model, or ``$COINMATCH_MODEL``; the README's "The default model"). ``index``: the
+        vector index, ``auto`` (chosen by size: exact up to 50,000 images, then HNSW, then IVF-PQ past 2 million),
+        ``flat``, ``hnsw`` or ``ivfpq`` (:mod:`coinmatch.catalog.index`). ``features``: store local features so
         that searches can be verified. ``skip_bad``: skip unreadable images (listed in :meth:`info`'s
         ``skipped``) instead of stopping at the first. ``split``: the images are plates, piles or PDFs of many
-        coins: each coin becomes an entry (``coinmatch split``)."""
+        coins: each coin becomes an entry (``coinmatch split``). ``workers``: processes that decode, find coins
+        and extract local features (default: one a core). ``resume``: go on from a build of the same manifest,
+        model and options that was stopped (killed, even), to the catalogue an unstopped build makes."""
         from coinmatch.catalog.build import build_catalogue
 
         info = build_catalogue(path, manifest, model=None if model is None else str(model), backend=backend,
-                               skip_bad=skip_bad, progress=progress, index_factory=index, features=features,
-                               split=split)
+                               skip_bad=skip_bad, progress=progress, index=index, features=features,
+                               split=split, workers=workers, resume=resume)
         cat = cls(path, backend=backend)
         cat.skipped = info["skipped"]
         return cat
 
-    def add(self, manifest: str | Path, skip_bad: bool = False, progress: bool = False) -> dict:
+    def add(self, manifest: str | Path, skip_bad: bool = False, progress: bool = False,
+            workers: int | None = None) -> dict:
         """Append a manifest's entries (embedding only the new images) in one atomic step; returns :meth:`info`
         with ``added`` (images) and ``skipped``. Ids already in the catalogue are refused, and nothing is added."""
         from coinmatch.catalog.build import add_to_catalogue
 
         with self._lock:
             self._drop_searcher()  # its records and densities are the catalogue's before the addition
-            return add_to_catalogue(self.path, manifest, backend=self.backend, skip_bad=skip_bad, progress=progress)
+            return add_to_catalogue(self.path, manifest, backend=self.backend, skip_bad=skip_bad, progress=progress,
+                                    workers=workers)
+
+    def remove(self, *entry_ids: str) -> dict:
+        """Take entries out (records, vectors, local features, thumbnails and index) in one atomic step; an
+        unknown id is refused and nothing is removed. Returns :meth:`info` with ``removed`` (images)."""
+        from coinmatch.catalog.store import Catalogue as Store
+
+        with self._lock:
+            self._drop_searcher()
+            with Store.open(self.path) as store:
+                removed = store.remove(entry_ids)
+                return {**store.info(), "removed": removed}
 
     def add_entry(self, entry_id: str, metadata: dict[str, str] | None = None, image: Any = None,
                   obverse: Any = None, reverse: Any = None) -> dict:

@@ -57,14 +57,19 @@ def catalog_build(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images instead of stopping."),
     features: bool = typer.Option(True, "--features/--no-features",
                                   help="Store local features for verification (--verify)."),
-    index: str = typer.Option("Flat", "--index", help="faiss index type: Flat (exact) or HNSW32 (millions)."),
+    index: str = typer.Option("auto", "--index", help="Vector index: auto (by size: exact to 50,000 images, then "
+                                                      "HNSW, IVF-PQ past 2 million), flat, hnsw or ivfpq."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes preparing images (default: one a "
+                                                                    "core; 0: none)."),
+    resume: bool = typer.Option(False, "--resume", help="Go on from a stopped build of the same manifest, model "
+                                                        "and options."),
     split: bool = typer.Option(False, "--split", help="The images are plates, piles or PDFs: one entry per coin "
                                                       "(also a photo, PDF or folder instead of a manifest)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Build a catalogue: records + vectors + local features for verification."""
     with Catalogue.build(catalogue, manifest, model=model, index=index, features=features, skip_bad=skip_bad,
-                         progress=not as_json, backend=backend, split=split) as cat:
+                         progress=not as_json, backend=backend, split=split, workers=workers, resume=resume) as cat:
         _print_info({**cat.info(), "skipped": cat.skipped}, as_json)
 
 
@@ -74,11 +79,24 @@ def catalog_add(
     manifest: Path = typer.Argument(...),
     backend: str = BackendOpt,
     skip_bad: bool = typer.Option(False, "--skip-bad"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes preparing images (default: one a "
+                                                                    "core; 0: none)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Append a manifest's entries, embedding only the new images."""
     with Catalogue.open(catalogue, backend=backend) as cat:
-        _print_info(cat.add(manifest, skip_bad=skip_bad, progress=not as_json), as_json)
+        _print_info(cat.add(manifest, skip_bad=skip_bad, progress=not as_json, workers=workers), as_json)
+
+
+@catalog_app.command("remove")
+def catalog_remove(
+    catalogue: Path = typer.Argument(...),
+    ids: list[str] = typer.Argument(..., help="Entry ids to take out."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Take entries out: records, vectors, local features and index, in one step (an unknown id: nothing)."""
+    with Catalogue.open(catalogue) as cat:
+        _print_info(cat.remove(*ids), as_json)
 
 
 @catalog_app.command("info")
@@ -94,7 +112,8 @@ def _print_info(info: dict, as_json: bool) -> None:
         return
     table = Table(show_header=False, box=None)
     for key in ("path", "entries", "images", "faces", "dim", "index", "model", "model_source", "model_fingerprint",
-                "threshold", "verification_features", "angle_vectors", "created", "updated", "added"):
+                "threshold", "verification_features", "angle_vectors", "created", "updated", "added",
+                "removed"):
         if key in info:
             table.add_row(key, Text(str(info[key])))
     out.print(table)

@@ -142,8 +142,9 @@ def link_catalogues(catalogues: dict[str, "Catalogue"], neighbours: int = NEIGHB
     done = 0
     links: dict[tuple[Node, Node], Link] = {}
     for qname, qs in linker.searchers.items():
-        for start in range(0, len(qs.catalogue), CHUNK):
-            rows = list(range(start, min(start + CHUNK, len(qs.catalogue))))
+        all_rows = qs.catalogue.rows()
+        for start in range(0, len(all_rows), CHUNK):
+            rows = all_rows[start:start + CHUNK]
             vectors = qs.catalogue.vectors(rows)
             for tname, ts in linker.searchers.items():
                 for row, ranked in zip(rows, ts.candidates(vectors, neighbours + 1)):

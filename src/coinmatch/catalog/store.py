@@ -1,17 +1,19 @@
-"""A catalogue on disk: one folder, records in SQLite, vectors in a faiss inner-product index.
+"""A catalogue on disk: one folder, records and exact vectors in SQLite, a faiss index made from them.
 
 Layout::
 
     CATALOGUE/
-      catalog.sqlite      meta (model fingerprint, vectors file, calibration...), entries, images, features,
-                          angle vectors (a model of several angles: one vector per angle, float16)
-      vectors-<gen>.faiss the vectors; row i of the index is images.row = i
+      catalog.sqlite      meta (model fingerprint, index file and kind, calibration...), entries, images,
+                          vectors (float32, the exact ones), features, angle vectors (a model of several angles:
+                          one vector per angle, float16)
+      vectors-<gen>.faiss the index (:mod:`coinmatch.catalog.index`): its ids are images.row
       model.cm            a copy of the model file (absent for a built-in model)
       thumbs/<row>.jpg    small crops for display
 
-Writes are atomic: new vectors go to a new generation file, and the SQLite transaction that
-inserts the records also points ``meta.vectors_file`` at it. A crash before that commit leaves
-the last good catalogue; files left over from it are removed on the next write.
+An image's row never changes and is never given again once removed. Writes are atomic: a changed index goes to a
+new generation file, and the SQLite transaction that changes the records also points ``meta.vectors_file`` at
+it. A crash before that commit leaves the last good catalogue; files left over from it are removed on the next
+write.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from coinmatch.catalog import index as vindex
 from coinmatch.catalog.folders import DB_NAME, CatalogueError, is_catalogue, recover_folder
 from coinmatch.segment import FINDER_VERSION
 
-FORMAT_VERSION = 1
-HNSW_EF_SEARCH = 128  # search breadth of an HNSW index: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
+FORMAT_VERSION = 2  # 2: exact vectors in SQLite, index ids = rows (a version 1 catalogue is upgraded on opening)
 
 # made by SCHEMA; also on adding angle vectors to a catalogue made before they were kept
 ANGLES_TABLE = ("CREATE TABLE IF NOT EXISTS angles (\n"
@@ -48,6 +50,7 @@ CREATE INDEX IF NOT EXISTS images_entry ON images(entry_id);
 CREATE TABLE IF NOT EXISTS features (
     row INTEGER PRIMARY KEY REFERENCES images(row), method TEXT NOT NULL,
     keypoints BLOB NOT NULL, descriptors BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (row INTEGER PRIMARY KEY REFERENCES images(row), vector BLOB NOT NULL);
 """ + ANGLES_TABLE + ";\n"
 
 
@@ -90,9 +93,11 @@ class Catalogue:
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, model_fingerprint: str, model_source: str, model_config: dict, dim: int,
-               model_file: str | Path | None = None, index_factory: str = "Flat",
-               model_name: str = "") -> "Catalogue":
-        """An empty catalogue. ``model_name``: which model it holds and how it was made, in words."""
+               model_file: str | Path | None = None, index: str = "auto",
+               model_name: str = "", extra_meta: dict | None = None) -> "Catalogue":
+        """An empty catalogue. ``index``: the kind of vector index (:mod:`coinmatch.catalog.index`; ``auto``
+        chooses by size). ``model_name``: which model it holds and how it was made, in words."""
+        index = vindex.check_kind(index)
         root = Path(root)
         if is_catalogue(root):
             raise CatalogueError(f"{root}: a catalogue is already there")
@@ -103,15 +108,14 @@ class Catalogue:
             model_source = "model.cm"
         db = sqlite3.connect(root / DB_NAME, check_same_thread=False)  # callers that share it across threads lock
         db.executescript(SCHEMA)
-        index = faiss.index_factory(dim, index_factory, faiss.METRIC_INNER_PRODUCT)
-        if not index.is_trained:
-            raise CatalogueError(f"index type {index_factory!r} needs training data; use Flat or HNSW32")
-        faiss.write_index(index, str(root / "vectors-0.faiss"))
+        empty = vindex.make(vindex.choose(index, 0), dim, np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
+        faiss.write_index(empty, str(root / "vectors-0.faiss"))
         meta = {"format_version": FORMAT_VERSION, "model_fingerprint": model_fingerprint,
                 "model_source": model_source, "model_name": model_name, "model_config": json.dumps(model_config),
-                "dim": dim, "index_factory": index_factory, "vectors_file": "vectors-0.faiss",
+                "dim": dim, "index_kind": index, "vectors_file": "vectors-0.faiss", "next_row": 0,
                 "coin_finder": FINDER_VERSION,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **(extra_meta or {})}
         with db:
             db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
         return cls(root, db)
@@ -130,9 +134,42 @@ class Catalogue:
         except sqlite3.DatabaseError as exc:
             raise CatalogueError(f"{root / DB_NAME}: damaged catalogue database ({exc})") from exc
         cat = cls(root, db)
-        if int(cat.meta("format_version", "0")) > FORMAT_VERSION:
+        version = int(cat.meta("format_version", "0"))
+        if version > FORMAT_VERSION:
             raise CatalogueError(f"{root}: made by a newer coinmatch")
+        if version < FORMAT_VERSION:
+            cat._upgrade()
         return cat
+
+    def _upgrade(self) -> None:
+        """A version 1 catalogue (vectors in the index only, index positions = rows) made version 2: its vectors
+        copied into SQLite and its index made again with rows as ids, in one transaction."""
+        old = vindex.read(str(self.root / self.meta("vectors_file")))
+        n = old.ntotal
+        if n != len(self):
+            raise CatalogueError(f"{self.root}: index holds {n} vectors but the records {len(self)}: the catalogue "
+                                 f"is inconsistent; rebuild it")
+        vectors = old.reconstruct_n(0, n) if n else np.zeros((0, old.d), np.float32)
+        kind = "hnsw" if "HNSW" in self.meta("index_factory", "") else "flat"
+        try:
+            self.db.execute("BEGIN")
+            self.db.execute("CREATE TABLE IF NOT EXISTS vectors (row INTEGER PRIMARY KEY REFERENCES images(row), "
+                            "vector BLOB NOT NULL)")
+            self.db.executemany("INSERT INTO vectors VALUES (?, ?)",
+                                ((i, np.ascontiguousarray(v, np.float32).tobytes()) for i, v in enumerate(vectors)))
+            for key, value in {"index_kind": kind, "next_row": n, "format_version": FORMAT_VERSION}.items():
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+            self.db.execute("DELETE FROM meta WHERE key='index_factory'")
+            self._write_index(vindex.make(kind, old.d, np.arange(n), vectors))
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self.db.execute("ROLLBACK") if self.db.in_transaction else None
+            raise CatalogueError(f"{self.root}: made by an older coinmatch and cannot be upgraded here ({exc}); "
+                                 f"make the folder writable or rebuild the catalogue") from exc
+        except BaseException:
+            self.db.execute("ROLLBACK") if self.db.in_transaction else None
+            raise
+        self._after_write()
 
     def close(self) -> None:
         self.db.close()
@@ -175,13 +212,7 @@ class Catalogue:
     @property
     def index(self) -> faiss.Index:
         if self._index is None:
-            path = self.root / self.meta("vectors_file")
-            try:
-                self._index = faiss.read_index(str(path))
-            except RuntimeError as exc:
-                raise CatalogueError(f"{path}: damaged vector index ({str(exc).splitlines()[0]})") from exc
-            if hasattr(self._index, "hnsw"):
-                self._index.hnsw.efSearch = HNSW_EF_SEARCH
+            self._index = vindex.read(str(self.root / self.meta("vectors_file")))
             if self._index.ntotal != len(self):
                 raise CatalogueError(f"{self.root}: index holds {self._index.ntotal} vectors but the records "
                                      f"{len(self)}: the catalogue is inconsistent; rebuild it")
@@ -194,9 +225,19 @@ class Catalogue:
         return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
     def vectors(self, rows: Iterable[int] | None = None) -> np.ndarray:
-        index = self.index
-        rows = range(index.ntotal) if rows is None else list(rows)
-        return np.vstack([index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, index.d), np.float32)
+        """The exact vectors of these image rows (every row's, in order, by default) as len(rows) x dim float32,
+        in the order asked."""
+        rows = self.rows() if rows is None else [int(r) for r in rows]
+        dim = int(self.meta("dim"))
+        found = {}
+        for row, blob in self._where_in("SELECT row, vector FROM vectors WHERE row IN", rows):
+            if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+                raise CatalogueError(f"{self.root}: the vector of image row {row} is damaged; rebuild the catalogue")
+            found[row] = np.frombuffer(blob, np.float32)
+        missing = [r for r in rows if r not in found]
+        if missing:
+            raise CatalogueError(f"{self.root}: no image row {missing[0]}")
+        return np.stack([found[r] for r in rows]) if rows else np.zeros((0, dim), np.float32)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inner products (cosine for unit vectors) and rows of the k nearest images, best first."""
@@ -206,7 +247,7 @@ class Catalogue:
         k = max(1, min(k, self.index.ntotal))
         if self.index.ntotal == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self.index.search(queries, k)
+        return vindex.search(self.index, queries, k, self.vectors)
 
     # -- records ---------------------------------------------------------------------------------
     def has_entry(self, entry_id: str) -> bool:
@@ -263,12 +304,13 @@ class Catalogue:
         return [r[0] for r in self.db.execute("SELECT id FROM entries WHERE json_extract(metadata, ?) = ?",
                                               (f'$."{column}"', value))]
 
-    def row_entries(self) -> list[str]:
-        """The entry id of every image row, in row order."""
-        return [r[0] for r in self.db.execute("SELECT entry_id FROM images ORDER BY row")]
+    def row_entries(self) -> dict[int, str]:
+        """The entry id of every image row."""
+        return dict(self.db.execute("SELECT row, entry_id FROM images ORDER BY row"))
 
-    def row_sides(self) -> list[str | None]:
-        return [r[0] for r in self.db.execute("SELECT side FROM images ORDER BY row")]
+    def rows(self) -> list[int]:
+        """Every image row, in order (rows of removed entries are gone, so they need not run 0, 1, 2...)."""
+        return [r[0] for r in self.db.execute("SELECT row FROM images ORDER BY row")]
 
     def features(self, row: int) -> tuple[str, bytes, bytes] | None:
         return self.db.execute("SELECT method, keypoints, descriptors FROM features WHERE row=?", (int(row),)).fetchone()
@@ -321,63 +363,132 @@ class Catalogue:
 
     # -- writing ---------------------------------------------------------------------------------
     def add(self, entries: dict[str, dict], images: list[NewImage]) -> int:
-        """Append entries (id -> metadata) and their images in one atomic step; returns rows added."""
+        """Append entries (id -> metadata) and their images, vectors and index in one atomic step; returns rows
+        added. The index grows in place, or is made again where the catalogue's size now calls for another kind."""
+        return self._write(lambda: self._insert(entries, images))
+
+    def append(self, entries: dict[str, dict], images: list[NewImage], meta: dict | None = None) -> int:
+        """Records and vectors only, with ``meta`` set, in one transaction; the index is left as it was until
+        :meth:`reindex` (a build appends chunk by chunk, then indexes once)."""
+        self._sweep()
+        try:
+            self.db.execute("BEGIN")
+            self._insert(entries, images)
+            for key, value in (meta or {}).items():
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK") if self.db.in_transaction else None
+            raise
+        self._index = None
+        return len(images)
+
+    def reindex(self) -> None:
+        """Make the index again from the stored vectors, of the kind the catalogue's size calls for."""
+        self._write(lambda: 0, rebuild=True)
+
+    def remove(self, entry_ids: Iterable[str]) -> int:
+        """Take entries out: records, vectors, local features, angle vectors, thumbnails and their index rows, in
+        one atomic step. Unknown ids are refused and nothing is removed. Returns the image rows removed."""
+        entry_ids = list(dict.fromkeys(str(e) for e in entry_ids))
+        unknown = [e for e in entry_ids if not self.has_entry(e)]
+        if unknown:
+            raise CatalogueError(f"{self.root}: no entry {unknown[0]!r}; nothing was removed")
+        rows = [r for e in entry_ids for r, _ in self.entry_rows(e)]
+        thumbs = [t for (t,) in self._where_in("SELECT thumb FROM images WHERE thumb IS NOT NULL AND row IN", rows)]
+
+        def delete() -> int:
+            for table in ("features", "angles", "vectors", "images"):
+                if table != "angles" or self._rows_in("angles"):
+                    list(self._where_in(f"DELETE FROM {table} WHERE row IN", rows))
+            self.db.executemany("DELETE FROM entries WHERE id=?", [(e,) for e in entry_ids])
+            return len(rows)
+
+        removed = self._write(delete, drop=rows)
+        for t in thumbs:
+            (self.root / t).unlink(missing_ok=True)
+        return removed
+
+    def _write(self, change, drop: list[int] | None = None, rebuild: bool = False) -> int:
+        """Run ``change`` (SQLite writes returning new rows to index, or a count) in a transaction, bring the
+        index up to date in a new generation file, and commit both as one."""
+        self._sweep()
+        index = faiss.clone_index(self.index) if not rebuild else None
+        try:
+            self.db.execute("BEGIN")
+            result = change()
+            kind = vindex.choose(self.meta("index_kind", "flat"), len(self))
+            if index is not None and vindex.kind_of(index) == kind and (drop is None or vindex.remove(index, drop)):
+                if not drop and isinstance(result, list) and result:
+                    index.add_with_ids(self.vectors(result), np.asarray(result, np.int64))
+            else:
+                rows = self.rows()
+                index = vindex.make(kind, int(self.meta("dim")), np.asarray(rows, np.int64), self.vectors(rows))
+            self._write_index(index)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK") if self.db.in_transaction else None
+            raise
+        self._after_write()
+        return len(result) if isinstance(result, list) else result
+
+    def _write_index(self, index: faiss.Index) -> None:
+        """Write ``index`` to the next generation file and point the catalogue at it (inside the caller's
+        transaction); the file it replaces is removed once that commits (:meth:`_after_write`)."""
+        old = self.meta("vectors_file")
+        gen = int(old.split("-")[1].split(".")[0]) + 1
+        faiss.write_index(index, str(self.root / f"vectors-{gen}.faiss"))
+        self.db.execute("UPDATE meta SET value=? WHERE key='vectors_file'", (f"vectors-{gen}.faiss",))
+        self.db.execute("UPDATE meta SET value=? WHERE key='updated'", (time.strftime("%Y-%m-%dT%H:%M:%S"),))
+        self._index = vindex.configure(index)
+
+    def _after_write(self) -> None:
+        self._index = None
+        self._sweep()
+
+    def _insert(self, entries: dict[str, dict], images: list[NewImage]) -> list[int]:
+        """Insert entries and images (inside the caller's transaction); returns the new image rows."""
         if not images:
-            return 0
+            return []
         dim = int(self.meta("dim"))
         vecs = np.vstack([im.vector for im in images]).astype(np.float32)
         if vecs.shape[1] != dim:
             raise CatalogueError(f"{self.root}: vectors have {dim} dimensions, the new ones {vecs.shape[1]}")
-        self._sweep()
-        index = faiss.clone_index(self.index)
-        start = index.ntotal
+        start = int(self.meta("next_row"))
         # angle vectors only where every image has them: a catalogue made without them stays without
-        with_angles = all(im.angles is not None for im in images) and (start == 0 or self.has_angles())
-        index.add(vecs)
-        gen = int(self.meta("vectors_file").split("-")[1].split(".")[0]) + 1
-        new_file = f"vectors-{gen}.faiss"
+        with_angles = all(im.angles is not None for im in images) and (len(self) == 0 or self.has_angles())
         thumbs = self.root / "thumbs"
         thumbs.mkdir(exist_ok=True)
         from coinmatch.images import save_rgb
 
         seq = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM entries").fetchone()[0] + 1
-        try:
-            self.db.execute("BEGIN")
-            if with_angles:  # a catalogue made before angle vectors were kept has no such table
-                self.db.execute(ANGLES_TABLE)
-            for eid, meta in entries.items():
-                if self.has_entry(eid):
-                    raise CatalogueError(f"{self.root}: entry {eid!r} is already in the catalogue")
-                self.db.execute("INSERT INTO entries VALUES (?, ?, ?)", (eid, seq, json.dumps(meta, ensure_ascii=False)))
-                seq += 1
-            for i, im in enumerate(images):
-                row = start + i
-                thumb = None
-                if im.thumbnail is not None:
-                    thumb = f"thumbs/{row}.jpg"
-                    save_rgb(im.thumbnail, self.root / thumb, quality=85)
-                self.db.execute("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                (row, im.entry_id, im.side, im.path, im.relpath, thumb, int(im.found), *im.circle,
-                                 json.dumps(im.warnings)))
-                if im.features is not None:
-                    self.db.execute("INSERT INTO features VALUES (?,?,?,?)", (row, *im.features))
-                if with_angles:
-                    if im.angles.ndim != 2 or im.angles.shape[1] != dim:
-                        raise CatalogueError(f"{self.root}: angle vectors of {im.path} are {im.angles.shape}, "
-                                             f"not angles x {dim}")
-                    self.db.execute("INSERT INTO angles VALUES (?,?)",
-                                    (row, np.ascontiguousarray(im.angles, np.float16).tobytes()))
-            faiss.write_index(index, str(self.root / new_file))
-            old_file = self.meta("vectors_file")
-            self.db.execute("UPDATE meta SET value=? WHERE key='vectors_file'", (new_file,))
-            self.db.execute("UPDATE meta SET value=? WHERE key='updated'", (time.strftime("%Y-%m-%dT%H:%M:%S"),))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self._index = index
-        (self.root / old_file).unlink(missing_ok=True)
-        return len(images)
+        if with_angles:  # a catalogue made before angle vectors were kept has no such table
+            self.db.execute(ANGLES_TABLE)
+        for eid, meta in entries.items():
+            if self.has_entry(eid):
+                raise CatalogueError(f"{self.root}: entry {eid!r} is already in the catalogue")
+            self.db.execute("INSERT INTO entries VALUES (?, ?, ?)", (eid, seq, json.dumps(meta, ensure_ascii=False)))
+            seq += 1
+        for i, im in enumerate(images):
+            row = start + i
+            thumb = None
+            if im.thumbnail is not None:
+                thumb = f"thumbs/{row}.jpg"
+                save_rgb(im.thumbnail, self.root / thumb, quality=85)
+            self.db.execute("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (row, im.entry_id, im.side, im.path, im.relpath, thumb, int(im.found), *im.circle,
+                             json.dumps(im.warnings)))
+            self.db.execute("INSERT INTO vectors VALUES (?,?)", (row, vecs[i].tobytes()))
+            if im.features is not None:
+                self.db.execute("INSERT INTO features VALUES (?,?,?,?)", (row, *im.features))
+            if with_angles:
+                if im.angles.ndim != 2 or im.angles.shape[1] != dim:
+                    raise CatalogueError(f"{self.root}: angle vectors of {im.path} are {im.angles.shape}, "
+                                         f"not angles x {dim}")
+                self.db.execute("INSERT INTO angles VALUES (?,?)",
+                                (row, np.ascontiguousarray(im.angles, np.float16).tobytes()))
+        self.db.execute("UPDATE meta SET value=? WHERE key='next_row'", (str(start + len(images)),))
+        return list(range(start, start + len(images)))
 
     def _sweep(self) -> None:
         """Remove vector files that a crashed write left behind."""
@@ -395,7 +506,8 @@ class Catalogue:
             "images": len(self),
             "faces": sides,
             "dim": int(self.meta("dim")),
-            "index": self.meta("index_factory"),
+            "index": vindex.kind_of(self.index),
+            "index_setting": self.meta("index_kind"),
             "model": self.meta("model_name", "") or self.meta("model_source"),
             "model_fingerprint": self.fingerprint,
             "model_source": self.meta("model_source"),
