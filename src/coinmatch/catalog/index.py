@@ -32,6 +32,7 @@ HNSW_UP_TO = 2_000_000
 HNSW_LINKS = 32
 HNSW_EF_SEARCH = 128  # search breadth of HNSW: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
 IVF_NPROBE = 32  # inverted lists searched a query
+PQ_BYTES = 64  # a vector's code: at most this many bytes
 SHORTLIST = 100  # candidates an approximate index gives for each query before the best k are kept
 
 
@@ -56,7 +57,7 @@ def factory(kind: str, n: int, dim: int) -> str:
     if kind == "hnsw":
         return f"IDMap2,HNSW{HNSW_LINKS}"
     nlist = max(16, min(65536, 2 ** round(math.log2(4 * math.sqrt(max(n, 1))))))
-    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0 and m <= 96)
+    m = max(d for d in range(1, PQ_BYTES + 1) if dim % d == 0)  # one byte a sub-vector
     return f"IDMap2,IVF{nlist},PQ{m}"
 
 
