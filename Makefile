@@ -40,6 +40,9 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/local_features.py
 	$(PY) benchmarks/training_cache.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/index.py
+	$(PY) benchmarks/build_speed.py --memory-entries 10000
+	$(PY) benchmarks/angles.py
 	$(PY) benchmarks/web.py
 	$(PY) benchmarks/link.py
 	$(PY) benchmarks/dedup.py

@@ -27,24 +27,28 @@ from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 
 
-def variant(n: int) -> Path:
-    """The default model pooled over ``n`` angles, written as a model file."""
+def variant(n: int, turn_at: int = 0) -> Path:
+    """The default model pooled over ``n`` angles (turning the feature map after ``turn_at`` stages), written as a
+    model file."""
     loaded = load_model(DEFAULT_MODEL_FILE)
     net = copy.deepcopy(loaded.network)
-    net.rotations = n
-    path = WORK / f"default-{n}-angles.cm"
-    save_model(net.eval(), replace(loaded.config, rotations=n), path)
+    net.rotations, net.turn_at = n, turn_at
+    path = WORK / (f"default-{n}-angles.cm" if not turn_at else f"default-16-angles-turned-after-{turn_at}.cm")
+    save_model(net.eval(), replace(loaded.config, rotations=n, turn_at=turn_at), path)
     return path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--angles", type=int, nargs="+", default=[8, 4])
+    ap.add_argument("--turn-at", type=int, nargs="*", default=[2, 3],
+                    help="also the 16 angles turning the feature map after this many backbone stages")
     ap.add_argument("--images", type=int, default=100)
     args = ap.parse_args()
     cat_csv, _ = pairs_manifests()
     crops = [prepare_array(load_rgb(e.faces[0].path)).crop for e in read_manifest(cat_csv)[:args.images]]
-    files = {16: DEFAULT_MODEL_FILE, **{n: variant(n) for n in args.angles}}
+    files = {"16 angles": DEFAULT_MODEL_FILE, **{f"{n} angles": variant(n) for n in args.angles},
+             **{f"16 angles, map turned after stage {t}": variant(16, t) for t in args.turn_at}}
     rows = []
     for n, path in files.items():
         emb = Embedder(str(path))
@@ -52,11 +56,11 @@ def main() -> None:
         t = time.perf_counter()
         emb.embed_with_angles(crops)
         rows.append({"angles": n, "model": str(path), "ms_per_image": 1000 * (time.perf_counter() - t) / len(crops)})
-        print(f"{n:>2} angles: {rows[-1]['ms_per_image']:.1f} ms an image", flush=True)
-    save_results("angles-speed", rows, "\n".join(f"{r['angles']:>2} angles  {r['ms_per_image']:7.1f} ms an image"
+        print(f"{n}: {rows[-1]['ms_per_image']:.1f} ms an image", flush=True)
+    save_results("angles-speed", rows, "\n".join(f"{r['angles']:<36} {r['ms_per_image']:7.1f} ms an image"
                                                   for r in rows))
     subprocess.run([sys.executable, str(Path(__file__).with_name("retrieval.py")), "--skip-baselines",
-                    "--skip-default", "--name", "angles", "--models", *[str(files[n]) for n in args.angles]],
+                    "--skip-default", "--name", "angles", "--models", *[str(p) for p in list(files.values())[1:]]],
                    check=True)
 
 

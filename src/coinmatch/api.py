@@ -65,7 +65,7 @@ class Catalogue:
         ``reverse``; any other columns are kept as each entry's metadata), replacing any catalogue there in one
         step. ``model``: a model file (``.cm``), ``builtin:<backbone>`` (the untrained ImageNet model), or None
         for the default (the bundled model, or ``$COINMATCH_MODEL``; the README's "The default model"). ``index``: the
-        vector index, ``auto`` (chosen by size: exact up to 50,000 images, then HNSW, then IVF-PQ past 2 million),
+        vector index, ``auto`` (chosen by size: exact up to 10,000 images, then HNSW, then IVF-PQ past 2 million),
         ``flat``, ``hnsw`` or ``ivfpq`` (:mod:`coinmatch.catalog.index`). ``features``: store local features so
         that searches can be verified. ``skip_bad``: skip unreadable images (listed in :meth:`info`'s
         ``skipped``) instead of stopping at the first. ``split``: the images are plates, piles or PDFs of many

@@ -57,7 +57,7 @@ def catalog_build(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images instead of stopping."),
     features: bool = typer.Option(True, "--features/--no-features",
                                   help="Store local features for verification (--verify)."),
-    index: str = typer.Option("auto", "--index", help="Vector index: auto (by size: exact to 50,000 images, then "
+    index: str = typer.Option("auto", "--index", help="Vector index: auto (by size: exact to 10,000 images, then "
                                                       "HNSW, IVF-PQ past 2 million), flat, hnsw or ivfpq."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes preparing images (default: one a "
                                                                     "core; 0: none)."),
@@ -111,8 +111,8 @@ def _print_info(info: dict, as_json: bool) -> None:
         _emit_json(info)
         return
     table = Table(show_header=False, box=None)
-    for key in ("path", "entries", "images", "faces", "dim", "index", "model", "model_source", "model_fingerprint",
-                "threshold", "verification_features", "angle_vectors", "created", "updated", "added",
+    for key in ("path", "entries", "images", "faces", "dim", "index", "index_setting", "model", "model_source",
+                "model_fingerprint", "threshold", "verification_features", "angle_vectors", "created", "updated", "added",
                 "removed"):
         if key in info:
             table.add_row(key, Text(str(info[key])))

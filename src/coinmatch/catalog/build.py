@@ -235,9 +235,8 @@ def _build_lock(root: Path) -> Iterator[None]:
             raise CatalogueError(f"{root}: another build of this catalogue is running") from None
         try:
             yield
-        finally:
+        finally:  # the file stays: removing it would let a build that opened it lock a file no longer there
             fcntl.flock(f, fcntl.LOCK_UN)
-    lock.unlink(missing_ok=True)
 
 
 def _settings_of(work: Path) -> str | None:

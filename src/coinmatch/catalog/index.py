@@ -11,9 +11,10 @@ cores):
 - ``flat``: exact search, every vector compared. Up to :data:`FLAT_UP_TO` vectors.
 - ``hnsw``: a graph (HNSW, 32 links a node) over the exact vectors; distances are exact, only the search is
   approximate, so it asks for :data:`SHORTLIST` candidates and keeps the best. Up to :data:`HNSW_UP_TO`.
-- ``ivfpq``: inverted lists over product-quantised codes (64 bytes a vector of 512 dimensions): the memory of
-  tens of millions. Its distances are approximate, so its :data:`SHORTLIST` candidates are re-ranked by their
-  exact vectors, read from SQLite.
+- ``ivfpq``: inverted lists over product-quantised codes (64 bytes a vector of 512 dimensions), their
+  :data:`REFINE_FACTOR` x :data:`SHORTLIST` best re-ranked by 8-bit scalar-quantised copies (a byte a dimension),
+  whose :data:`SHORTLIST` best are re-ranked by their exact vectors, read from SQLite: a quarter of HNSW's memory,
+  for tens of millions.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ import numpy as np
 from coinmatch.catalog.folders import CatalogueError
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
-FLAT_UP_TO = 50_000
+FLAT_UP_TO = 10_000
 HNSW_UP_TO = 2_000_000
 HNSW_LINKS = 32
 HNSW_EF_SEARCH = 128  # search breadth of HNSW: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
 IVF_NPROBE = 32  # inverted lists searched a query
 PQ_BYTES = 64  # a vector's code: at most this many bytes
-SHORTLIST = 100  # candidates an approximate index gives for each query before the best k are kept
+SHORTLIST = 100
+REFINE_FACTOR = 10  # IVF-PQ: candidates by the codes for each one re-ranked by the 8-bit copies  # candidates an approximate index gives for each query before the best k are kept
 
 
 def check_kind(kind: str) -> str:
@@ -56,13 +58,19 @@ def factory(kind: str, n: int, dim: int) -> str:
         return "IDMap2,Flat"
     if kind == "hnsw":
         return f"IDMap2,HNSW{HNSW_LINKS}"
-    nlist = max(16, min(65536, 2 ** round(math.log2(4 * math.sqrt(max(n, 1))))))
+    nlist = max(16, min(65536, 2 ** round(math.log2(2 * math.sqrt(max(n, 1))))))
     m = max(d for d in range(1, PQ_BYTES + 1) if dim % d == 0)  # one byte a sub-vector
-    return f"IDMap2,IVF{nlist},PQ{m}"
+    return f"IDMap2,IVF{nlist},PQ{m},Refine(SQ8)"
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    """The index under the id map (and under IVF-PQ's refinement: the IVF itself)."""
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    return faiss.downcast_index(inner.base_index) if isinstance(inner, faiss.IndexRefine) else inner
 
 
 def kind_of(index: faiss.Index) -> str:
-    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    inner = _inner(index)
     if isinstance(inner, faiss.IndexHNSW):
         return "hnsw"
     if isinstance(inner, faiss.IndexIVF):
@@ -72,24 +80,25 @@ def kind_of(index: faiss.Index) -> str:
 
 def configure(index: faiss.Index) -> faiss.Index:
     """Set the search breadth of an approximate index (not kept in the file)."""
-    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    inner = _inner(index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efSearch = HNSW_EF_SEARCH
     elif isinstance(inner, faiss.IndexIVF):
         inner.nprobe = IVF_NPROBE
+        faiss.downcast_index(index.index).k_factor = REFINE_FACTOR
     return index
 
 
 def make(kind: str, dim: int, rows: np.ndarray, vectors: np.ndarray) -> faiss.Index:
     """An index of ``kind`` (not ``auto``) holding these vectors under these row ids. An IVF-PQ index is trained
-    on (up to 256 per list of) the vectors themselves; with too few to train one, the index is flat."""
+    on (up to 64 a list of) the vectors themselves; with too few to train one, the index is flat."""
     name = factory(kind, len(rows), dim)
     index = faiss.index_factory(dim, name, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        nlist = faiss.downcast_index(index.index).nlist
+        nlist = _inner(index).nlist
         if len(vectors) < 39 * nlist:
             return make("flat", dim, rows, vectors)
-        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 256 * nlist),
+        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * nlist),
                                                          replace=False)]
         index.train(np.ascontiguousarray(sample, np.float32))
     if len(rows):
