@@ -70,8 +70,9 @@ class Catalogue:
         that searches can be verified. ``skip_bad``: skip unreadable images (listed in :meth:`info`'s
         ``skipped``) instead of stopping at the first. ``split``: the images are plates, piles or PDFs of many
         coins: each coin becomes an entry (``coinmatch split``). ``workers``: processes that decode, find coins
-        and extract local features (default: one a core). ``resume``: go on from a build of the same manifest,
-        model and options that was stopped (killed, even), to the catalogue an unstopped build makes."""
+        and extract local features (default: one a core, for 200 images or more). ``resume``: go on from a build
+        of the same manifest, model and options that was stopped (killed, even), to the catalogue an unstopped
+        build makes."""
         from coinmatch.catalog.build import build_catalogue
 
         info = build_catalogue(path, manifest, model=None if model is None else str(model), backend=backend,

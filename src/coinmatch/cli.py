@@ -60,7 +60,7 @@ def catalog_build(
     index: str = typer.Option("auto", "--index", help="Vector index: auto (by size: exact to 10,000 images, then "
                                                       "HNSW, IVF-PQ past 2 million), flat, hnsw or ivfpq."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes preparing images (default: one a "
-                                                                    "core; 0: none)."),
+                                                                    "core from 200 images; 0: none)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from a stopped build of the same manifest, model "
                                                         "and options."),
     split: bool = typer.Option(False, "--split", help="The images are plates, piles or PDFs: one entry per coin "
@@ -80,7 +80,7 @@ def catalog_add(
     backend: str = BackendOpt,
     skip_bad: bool = typer.Option(False, "--skip-bad"),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes preparing images (default: one a "
-                                                                    "core; 0: none)."),
+                                                                    "core from 200 images; 0: none)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Append a manifest's entries, embedding only the new images."""

@@ -37,6 +37,7 @@ from coinmatch.verify import extract_features_blob
 
 log = logging.getLogger(__name__)
 THUMB_SIDE = 160
+WORKERS_FROM = 200  # faces: smaller builds are prepared in the building process
 CHUNK = 256  # faces prepared and embedded at a time, so memory stays flat for large manifests
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "BMP": "bmp", "GIF": "gif"}
 
@@ -78,10 +79,11 @@ def _worker_start() -> None:
     cv2.setNumThreads(1)  # one worker a core: OpenCV's own threads would only contend
 
 
-def default_workers() -> int:
-    """Worker processes a build uses by default: one a core, but none on one core."""
+def default_workers(faces: int) -> int:
+    """Worker processes a build of this many faces uses by default: one a core; none on one core, or for fewer
+    than :data:`WORKERS_FROM` faces (starting the workers costs seconds: more than they save on a small build)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return n if n > 1 else 0
+    return n if n > 1 and faces >= WORKERS_FROM else 0
 
 
 def _prepared(chunks: Iterator[list[Entry]], features: bool, workers: int) -> Iterator[tuple[list[Entry], list]]:
@@ -183,7 +185,6 @@ def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = 
     if root.exists() and not is_catalogue(root) and root.is_dir() and any(root.iterdir()):
         raise CatalogueError(f"{root}: folder exists and is not a catalogue; refusing to overwrite it")
     index = check_kind(index)
-    workers = default_workers() if workers is None else int(workers)
     root.parent.mkdir(parents=True, exist_ok=True)
     work = building_folder(root)
     with _build_lock(root):
@@ -201,11 +202,12 @@ def build_catalogue(root: str | Path, manifest: str | Path, model: str | None = 
         settings = json.dumps({"manifest": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
                                "model": loaded.fingerprint, "features": features, "skip_bad": skip_bad,
                                "index": index})
+        total = sum(len(e.faces) for e in entries)
+        workers = default_workers(total) if workers is None else int(workers)
         cat = _start(work, root, loaded, index, settings, resume)
         try:
             done = int(cat.meta("build_chunks", "0"))
             skipped = json.loads(cat.meta("build_skipped", "[]"))
-            total = sum(len(e.faces) for e in entries)
             bar = tqdm(total=total, initial=sum(len(e.faces) for c in _chunks(entries, stop=done) for e in c),
                        desc="cataloguing", unit="img", disable=not progress)
             embedder = Embedder(loaded, backend=backend)
@@ -231,11 +233,14 @@ def _build_lock(root: Path) -> Iterator[None]:
     with open(lock, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(f.fileno()).st_ino != os.stat(lock).st_ino:  # locked a file that a finished build removed
+                raise OSError
         except OSError:
             raise CatalogueError(f"{root}: another build of this catalogue is running") from None
         try:
             yield
-        finally:  # the file stays: removing it would let a build that opened it lock a file no longer there
+        finally:  # removed while still held, so no other build can lock the file being removed and go on
+            lock.unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
@@ -325,7 +330,7 @@ def add_to_catalogue(root: str | Path, manifest: str | Path, backend: str = "onn
             raise CatalogueError(f"{manifest}: {len(dupes)} id(s) already in {root}, e.g. {dupes[0]!r}; "
                                  f"nothing was added")
         return _append(cat, entries, loaded, backend, skip_bad, progress,
-                       default_workers() if workers is None else workers)
+                       default_workers(sum(len(e.faces) for e in entries)) if workers is None else workers)
 
 
 def _model_of(cat: Catalogue, model: str | None = None) -> LoadedModel:
