@@ -27,28 +27,24 @@ from coinmatch.models.runtime import Embedder
 from coinmatch.prepare import prepare_array
 
 
-def variant(n: int, turn_at: int = 0) -> Path:
-    """The default model pooled over ``n`` angles (turning the feature map after ``turn_at`` stages), written as a
-    model file."""
+def variant(n: int) -> Path:
+    """The default model pooled over ``n`` angles, written as a model file."""
     loaded = load_model(DEFAULT_MODEL_FILE)
     net = copy.deepcopy(loaded.network)
-    net.rotations, net.turn_at = n, turn_at
-    path = WORK / (f"default-{n}-angles.cm" if not turn_at else f"default-16-angles-turned-after-{turn_at}.cm")
-    save_model(net.eval(), replace(loaded.config, rotations=n, turn_at=turn_at), path)
+    net.rotations = n
+    path = WORK / f"default-{n}-angles.cm"
+    save_model(net.eval(), replace(loaded.config, rotations=n), path)
     return path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--angles", type=int, nargs="+", default=[8, 4])
-    ap.add_argument("--turn-at", type=int, nargs="*", default=[2, 3],
-                    help="also the 16 angles turning the feature map after this many backbone stages")
     ap.add_argument("--images", type=int, default=100)
     args = ap.parse_args()
     cat_csv, _ = pairs_manifests()
     crops = [prepare_array(load_rgb(e.faces[0].path)).crop for e in read_manifest(cat_csv)[:args.images]]
-    files = {"16 angles": DEFAULT_MODEL_FILE, **{f"{n} angles": variant(n) for n in args.angles},
-             **{f"16 angles, map turned after stage {t}": variant(16, t) for t in args.turn_at}}
+    files = {"16 angles": DEFAULT_MODEL_FILE, **{f"{n} angles": variant(n) for n in args.angles}}
     rows = []
     for n, path in files.items():
         emb = Embedder(str(path))

@@ -14,7 +14,7 @@ import argparse
 import time
 
 from common import pairs_manifests, save_results
-from coinmatch.catalog.build import thumbnail
+from coinmatch.catalog.faces import thumbnail
 from coinmatch.catalog.manifest import read_manifest
 from coinmatch.dedup import photo_hash, pixel_digest
 from coinmatch.images import load_rgb

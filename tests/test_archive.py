@@ -37,6 +37,22 @@ def table_rows(root: Path, table: str) -> set[int]:
         return {r[0] for r in db.execute(f"SELECT row FROM {table}")}
 
 
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, and not a zombie waiting for its parent to read its end)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def snapshot(root: Path, queries: list[Path]) -> dict:
     """What a catalogue holds and answers: entries in order with their records, each row's entry and vector, and
     the top five of each query."""
@@ -166,8 +182,15 @@ def test_a_killed_build_resumes_to_the_catalogue_an_unstopped_build_makes(tmp_pa
         except sqlite3.Error:
             stored = 0
     assert proc.poll() is None, "the build ended before it could be killed"
+    workers = children(proc.pid)
+    assert len(workers) >= 2  # the worker processes (and multiprocessing's resource tracker)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    for _ in range(600):  # the workers die with the build rather than live on as orphans
+        if not any(alive(p) for p in workers):
+            break
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers)
     assert snapshot(target, [pair_paths[0][1]])["answers"] == old["answers"]  # the last good catalogue
     with Store.open(target) as store:
         assert store.n_entries() == 3

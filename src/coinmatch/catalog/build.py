@@ -16,67 +16,25 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from coinmatch import CoinmatchError
 from coinmatch.catalog.manifest import Entry, read_manifest
 from coinmatch.catalog.folders import DB_NAME, CatalogueError, is_catalogue, replace_folder
+from coinmatch.catalog.faces import PreparedFace, prepare_face, worker_start
 from coinmatch.catalog.index import check_kind
 from coinmatch.catalog.store import Catalogue, NewImage
 from coinmatch.models.modelfile import BUILTIN_PREFIX, LoadedModel, load_model
 from coinmatch.models.runtime import Embedder
-from coinmatch.images import load_rgb
-from coinmatch.prepare import prepare_array
-from coinmatch.quality import quality_warnings
-from coinmatch.verify import extract_features_blob
 
 log = logging.getLogger(__name__)
-THUMB_SIDE = 160
 WORKERS_FROM = 200  # faces: smaller builds are prepared in the building process
 CHUNK = 256  # faces prepared and embedded at a time, so memory stays flat for large manifests
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "BMP": "bmp", "GIF": "gif"}
-
-
-def thumbnail(crop: np.ndarray) -> np.ndarray:
-    return cv2.resize(crop, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
-
-
-@dataclass
-class _Face:
-    """One face made ready for the network by a worker: everything but its vectors."""
-
-    crop: np.ndarray
-    found: bool
-    circle: tuple[float, float, float]
-    warnings: list[str]
-    thumbnail: np.ndarray
-    features: tuple[str, bytes, bytes] | None
-    keys: dict[str, str]  # the duplicate keys: kind -> key
-
-
-def prepare_face(path: Path, features: bool) -> _Face | CoinmatchError:
-    """Decode, find the coin, crop, thumbnail, quality warnings, local features and duplicate keys of one image
-    (the work of a build's worker processes); an unusable image gives its error instead."""
-    from coinmatch.dedup import photo_hash, pixel_digest
-
-    try:
-        rgb = load_rgb(path, name=str(path))
-        p = prepare_array(rgb, str(path))
-    except CoinmatchError as exc:
-        return exc
-    c = p.location.circle
-    return _Face(p.crop, p.location.found, (c.x, c.y, c.r), p.notes + quality_warnings(p.crop, 2 * c.r),
-                 thumbnail(p.crop), extract_features_blob(p.crop) if features else None,
-                 {"an exact duplicate": "x" + pixel_digest(rgb), "a near duplicate": "p" + photo_hash(rgb)})
-
-
-def _worker_start() -> None:
-    cv2.setNumThreads(1)  # one worker a core: OpenCV's own threads would only contend
 
 
 def default_workers(faces: int) -> int:
@@ -94,7 +52,8 @@ def _prepared(chunks: Iterator[list[Entry]], features: bool, workers: int) -> It
         for chunk in chunks:
             yield chunk, [prepare_face(f.path, features) for e in chunk for f in e.faces]
         return
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_start) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=worker_start,
+                             initargs=(os.getpid(),)) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append((chunk, [pool.submit(prepare_face, f.path, features) for e in chunk for f in e.faces]))
@@ -113,7 +72,7 @@ def _images(chunks: Iterator[list[Entry]], embedder: Embedder, skip_bad: bool, f
     (``skip_bad``; else the first unusable image stops the build)."""
     seen: dict[str, str] = {}  # duplicate keys (as training's and coinmatch dedup's) -> the first image with them
     for chunk, faces in _prepared(chunks, features, workers):
-        kept: list[tuple[Entry, object, _Face]] = []
+        kept: list[tuple[Entry, object, PreparedFace]] = []
         skipped = []
         for (entry, face), got in zip(((e, f) for e in chunk for f in e.faces), faces):
             if isinstance(got, CoinmatchError):

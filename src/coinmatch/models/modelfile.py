@@ -44,7 +44,6 @@ class ModelConfig:
     rotations: int = 1  # rotation pooling over this many angles
     rings: bool = False  # pool the map over concentric rings as well as whole
     whiten_dim: int | None = None  # learned whitening to this many dimensions
-    turn_at: int = 0  # > 0: the angles turn the feature map after this many backbone stages (one pass before)
     trained: bool = False
     info: dict = field(default_factory=dict)  # training provenance: data, loss, epochs...
 
@@ -54,7 +53,7 @@ class ModelConfig:
         return cls(**known)
 
 
-INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "rings": False, "whiten_dim": None, "turn_at": 0}
+INVARIANCE_DEFAULTS = {"grey": False, "rotations": 1, "rings": False, "whiten_dim": None}
 # options that earlier versions had, measured and not adopted (docs/research.md): a model file that holds them at
 # these values (off) loads as before; one that used them is refused by name
 RETIRED_OPTIONS = {"stages": 1, "disc": False, "mask": False, "contrast": False, "cells": 0, "cell_map": 0}
@@ -106,8 +105,7 @@ def fingerprint_of(network: torch.nn.Module, config: ModelConfig) -> str:
 
 def build_network(config: ModelConfig, weights: str | None = None) -> CoinEmbedder:
     return CoinEmbedder(config.backbone, dim=config.dim, pooling=config.pooling, weights=weights, gem_p=config.gem_p,
-                        grey=config.grey, rotations=config.rotations, whiten_dim=config.whiten_dim, rings=config.rings,
-                        turn_at=config.turn_at)
+                        grey=config.grey, rotations=config.rotations, whiten_dim=config.whiten_dim, rings=config.rings)
 
 
 def builtin_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> LoadedModel:

@@ -101,24 +101,13 @@ def rotation_grids(n: int, height: int, width: int, device=None) -> torch.Tensor
     return torch.einsum("hwj,nij->nhwi", base, rot)
 
 
-def turned(x: torch.Tensor, n: int) -> torch.Tensor:
-    """The batch at n angles, angle-major ((n * N) x C x H x W; the batch itself at one angle)."""
-    if n <= 1:
-        return x
-    b = x.shape[0]
-    grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
-    return torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
-                                          padding_mode="reflection", align_corners=False) for k in range(1, n)])
-
-
 class CoinEmbedder(nn.Module):
     """Backbone features pooled to a vector, optionally whitened, projected to ``dim`` (or kept whole), L2-normalised."""
 
     def __init__(self, backbone: str, dim: int | None = None, pooling: str = "gem", weights: str | None = None,
                  gem_p: float = 3.0, grey: bool = False, rotations: int = 1, whiten_dim: int | None = None,
-                 rings: bool = False, turn_at: int = 0):
+                 rings: bool = False):
         super().__init__()
-        self.turn_at = int(turn_at)  # > 0: the angles turn the map after this many backbone stages, not the image
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, not {rotations}")
         self.grey = bool(grey)
@@ -157,16 +146,17 @@ class CoinEmbedder(nn.Module):
         ``rotations``, when given), angle-major ((rotations * N) x 3 x H x W; the batch itself at one angle)."""
         if self.grey:
             x = (x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]).expand(-1, 3, -1, -1)
-        return turned(x, self.rotations if rotations is None else rotations)
+        n = self.rotations if rotations is None else rotations
+        if n > 1:
+            b = x.shape[0]
+            grids = rotation_grids(n, x.shape[2], x.shape[3], x.device)
+            x = torch.cat([x] + [F.grid_sample(x, grids[k:k + 1].expand(b, -1, -1, -1), mode="bilinear",
+                                               padding_mode="reflection", align_corners=False) for k in range(1, n)])
+        return x
 
     def angle_descriptors(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled, L2-normalised descriptor at each angle, angle-major (rotations x N x D)."""
-        if not self.turn_at:
-            return self.pooled(self.feature_map(self.views(x))).view(self.rotations, x.shape[0], -1)
-        bb = self.backbone
-        m = bb.blocks[:self.turn_at](bb.bn1(bb.conv_stem((self.views(x, 1) - self.mean) / self.std)))
-        m = bb.bn2(bb.conv_head(bb.blocks[self.turn_at:](turned(m, self.rotations))))
-        return self.pooled(m).view(self.rotations, x.shape[0], -1)
+        return self.pooled(self.feature_map(self.views(x))).view(self.rotations, x.shape[0], -1)
 
     def over_angles(self, part: torch.Tensor) -> torch.Tensor:
         """Angle descriptors (rotations x N x D) averaged, L2-normalised (N x D)."""
