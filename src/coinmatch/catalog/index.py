@@ -31,11 +31,11 @@ KINDS = ("auto", "flat", "hnsw", "ivfpq")
 FLAT_UP_TO = 10_000
 HNSW_UP_TO = 2_000_000
 HNSW_LINKS = 32
-HNSW_EF_SEARCH = 128  # search breadth of HNSW: recall@1 0.80 at faiss's default 16 (benchmarks/scale.py)
+HNSW_EF_SEARCH = 128  # search breadth of HNSW (at least SHORTLIST is searched; benchmarks/index.py)
 IVF_NPROBE = 32  # inverted lists searched a query
 PQ_BYTES = 64  # a vector's code: at most this many bytes
-SHORTLIST = 100
-REFINE_FACTOR = 10  # IVF-PQ: candidates by the codes for each one re-ranked by the 8-bit copies  # candidates an approximate index gives for each query before the best k are kept
+SHORTLIST = 100  # candidates an approximate index gives for each query before the best k are kept
+REFINE_FACTOR = 10  # IVF-PQ: candidates by the codes for each one re-ranked by the 8-bit copies
 
 
 def check_kind(kind: str) -> str:

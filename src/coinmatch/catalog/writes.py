@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
@@ -57,24 +58,33 @@ class Writes:
         vectors = old.reconstruct_n(0, n) if n else np.zeros((0, old.d), np.float32)
         kind = "hnsw" if "HNSW" in self.meta("index_factory", "") else "flat"
         try:
-            self.db.execute("BEGIN")
-            self.db.execute(VECTORS_TABLE)
-            self.db.executemany("INSERT INTO vectors VALUES (?, ?)",
-                                ((i, np.ascontiguousarray(v, np.float32).tobytes()) for i, v in enumerate(vectors)))
-            for key, value in {"index_kind": kind, "next_row": n, "format_version": FORMAT_VERSION}.items():
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
-            self.db.execute("DELETE FROM meta WHERE key='index_factory'")
-            self._write_index(vindex.make(kind, old.d, np.arange(n), vectors))
-            self.db.execute("COMMIT")
+            with self._transaction():
+                self.db.execute(VECTORS_TABLE)
+                self.db.executemany("INSERT INTO vectors VALUES (?, ?)", (
+                    (i, np.ascontiguousarray(v, np.float32).tobytes()) for i, v in enumerate(vectors)))
+                self._set_meta({"index_kind": kind, "next_row": n, "format_version": FORMAT_VERSION})
+                self.db.execute("DELETE FROM meta WHERE key='index_factory'")
+                self._write_index(vindex.make(kind, old.d, np.arange(n), vectors))
         except sqlite3.OperationalError as exc:
-            self.db.execute("ROLLBACK") if self.db.in_transaction else None
             raise CatalogueError(f"{self.root}: made by an older coinmatch and cannot be upgraded here ({exc}); "
                                  f"make the folder writable or rebuild the catalogue") from exc
-        except BaseException:
-            self.db.execute("ROLLBACK") if self.db.in_transaction else None
-            raise
         self._after_write()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One SQLite transaction: committed when the block ends, rolled back if it raises."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _set_meta(self, values: dict) -> None:
+        """Meta values set inside the caller's transaction."""
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()])
 
     def add(self, entries: dict[str, dict], images: list[NewImage]) -> int:
         """Append entries (id -> metadata) and their images, vectors and index in one atomic step; returns rows
@@ -85,15 +95,9 @@ class Writes:
         """Records and vectors only, with ``meta`` set, in one transaction; the index is left as it was until
         :meth:`reindex` (a build appends chunk by chunk, then indexes once)."""
         self._sweep()
-        try:
-            self.db.execute("BEGIN")
+        with self._transaction():
             self._insert(entries, images)
-            for key, value in (meta or {}).items():
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK") if self.db.in_transaction else None
-            raise
+            self._set_meta(meta or {})
         self._index = None
         return len(images)
 
@@ -128,8 +132,7 @@ class Writes:
         index up to date in a new generation file, and commit both as one."""
         self._sweep()
         index = faiss.clone_index(self.index) if not rebuild else None
-        try:
-            self.db.execute("BEGIN")
+        with self._transaction():
             result = change()
             kind = vindex.choose(self.meta("index_kind", "flat"), len(self))
             if index is not None and vindex.kind_of(index) == kind and (drop is None or vindex.remove(index, drop)):
@@ -139,10 +142,6 @@ class Writes:
                 rows = self.rows()
                 index = vindex.make(kind, int(self.meta("dim")), np.asarray(rows, np.int64), self.vectors(rows))
             self._write_index(index)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK") if self.db.in_transaction else None
-            raise
         self._after_write()
         return len(result) if isinstance(result, list) else result
 
